@@ -1,0 +1,280 @@
+"""The Python API: every CLI command is one of these calls (for notebooks, Colab, Jupyter).
+
+    import viewfinder
+    run = viewfinder.train("classify", data="fruits/", model="resnet50", epochs=10)
+    run.metrics[-1]["val_accuracy"]; run.evaluate(); run.predict("fruits/test", out="sub.csv")
+
+Run folders follow one layout: ``<output_dir>/<task>/<name>/{config.yaml, metrics.jsonl,
+summary.json, best.safetensors, last.safetensors, last.state.safetensors, split.csv, ...}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from viewfinder.config import RunConfig, build_config, load_yaml
+from viewfinder.errors import UserError
+
+
+class Run:
+    """A run folder: its config, per-epoch metrics and summary; evaluate and predict from it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not (self.path / "config.yaml").is_file():
+            raise UserError(f"{self.path}: not a run folder (config.yaml missing)")
+
+    @property
+    def config(self) -> RunConfig:
+        raw = load_yaml(self.path / "config.yaml")
+        return RunConfig.model_validate(raw)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        path = self.path / "summary.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        path = self.path / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def evaluate(self, data: str | None = None, split: str = "val") -> dict[str, Any]:
+        return evaluate(self, data=data, split=split)
+
+    def predict(
+        self, data: str | None = None, out: str | Path | None = None, probabilities: bool = False
+    ) -> Path:
+        return predict(self, data=data, out=out, probabilities=probabilities)
+
+    def __repr__(self) -> str:
+        s = self.summary
+        best = s.get("best_value")
+        detail = f", {s.get('monitor')}={best:.4f}" if isinstance(best, float) else ""
+        return f"Run({str(self.path)!r}, status={s.get('status', 'unknown')!r}{detail})"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "run"
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    """``<output_dir>/<task>/<name>``; a taken name gets ``-2``, ``-3`` ... (never overwritten)."""
+    base = Path(cfg.output_dir) / cfg.task
+    name = _slug(cfg.name or cfg.model.name)
+    candidate, n = base / name, 2
+    while candidate.exists():
+        candidate, n = base / f"{name}-{n}", n + 1
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def _shared_run_dir(cfg: RunConfig) -> Path:
+    """The main process picks (and creates) the run folder; the others are told its name."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes == 1:
+        return new_run_dir(cfg)
+    from accelerate.utils import broadcast_object_list
+
+    holder = [str(new_run_dir(cfg)) if state.is_main_process else None]
+    broadcast_object_list(holder)
+    return Path(holder[0])
+
+
+def _make_task(cfg: RunConfig, run_dir: Path) -> Any:
+    from viewfinder.tasks import get_task_class
+
+    return get_task_class(cfg.task)(cfg, run_dir)
+
+
+def _progress_callbacks(progress: bool, cfg: RunConfig) -> list[Any]:
+    if not progress:
+        return []
+    from viewfinder.training.callbacks import RichProgress
+
+    return [RichProgress(monitor=cfg.train.monitor)]
+
+
+def _fit(cfg: RunConfig, run_dir: Path, *, resume: bool, callbacks, progress: bool) -> Run:
+    from viewfinder.training.loop import Trainer
+
+    task = _make_task(cfg, run_dir)
+    trainer = Trainer(task, cfg, run_dir, [*_progress_callbacks(progress, cfg), *(callbacks or [])])
+    trainer.setup(resume=resume)
+    status = trainer.fit()
+    if trainer.accelerator.is_main_process:
+        _write_summary(run_dir, cfg, trainer, status)
+    trainer.accelerator.wait_for_everyone()
+    return Run(run_dir)
+
+
+def _write_summary(run_dir: Path, cfg: RunConfig, trainer: Any, status: str) -> None:
+    run = Run(run_dir)
+    records = run.metrics
+    previous = run.summary
+    best_epoch = trainer.progress["best_epoch"]
+    best = next((r for r in records if r["epoch"] == best_epoch), {})
+    facts = trainer.facts or previous.get("data", {})
+    summary = {
+        "name": run_dir.name, "task": cfg.task, "model": cfg.model.name, "status": status,
+        "run_dir": str(run_dir), "epochs": cfg.train.epochs,
+        "epochs_completed": trainer.progress["epoch"], "best_epoch": best_epoch,
+        "monitor": cfg.train.monitor, "monitor_mode": cfg.train.monitor_mode,
+        "best_value": trainer.progress["best"],
+        "metrics": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
+        "learning_rate": cfg.train.learning_rate, "batch_size": cfg.train.batch_size,
+        "image_size": cfg.image_size, "parameters": trainer.parameters,
+        "weights": trainer.weights_note, "precision": trainer.numerics.precision,
+        "channels_last": trainer.numerics.channels_last,
+        "time_per_epoch": _mean(r["epoch_time"] for r in records),
+        "images_per_second": _mean(r["images_per_second"] for r in records),
+        "skipped_images": facts.get("skipped_images", 0) + trainer.progress["skipped_images"],
+        "data": facts,
+    }  # fmt: skip
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def _mean(values: Any) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def train(
+    task: str = "classify",
+    config: str | Path | None = None,
+    *,
+    callbacks: Sequence[Any] | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> Run:
+    """Train one model; keys as in the CLI (``data=``, ``model=``, ``train.learning_rate=`` ...)."""
+    cfg = build_config(task, config_file=config, overrides=overrides)
+    from viewfinder.tasks import TASKS
+
+    TASKS.get(cfg.task)
+    if cfg.model.name:
+        from viewfinder.models.backbones import check_model_name
+        from viewfinder.models.classifier import parse_model_name
+
+        check_model_name(parse_model_name(cfg.model.name).backbone)
+    run_dir = _shared_run_dir(cfg)
+    try:
+        return _fit(cfg, run_dir, resume=False, callbacks=callbacks, progress=progress)
+    except UserError:
+        _remove_unstarted(run_dir)
+        raise
+
+
+def _remove_unstarted(run_dir: Path) -> None:
+    """A run that failed on bad input before its first checkpoint leaves no folder behind."""
+    if not any(run_dir.glob("*.safetensors")):
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def resume(
+    run: str | Path | Run,
+    *,
+    callbacks: Sequence[Any] | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> Run:
+    """Continue an interrupted run from its last checkpoint (``epochs=`` may extend it)."""
+    run = run if isinstance(run, Run) else Run(run)
+    allowed = {"epochs", "train.epochs", "num_workers", "data.num_workers"}
+    bad = sorted(set(overrides) - allowed)
+    if bad:
+        raise UserError(f"resume can only change epochs or num_workers, not {bad[0]!r}")
+    cfg = run.config.with_overrides(overrides) if overrides else run.config
+    (run.path / "config.yaml").write_text(cfg.to_yaml())
+    return _fit(cfg, run.path, resume=True, callbacks=callbacks, progress=progress)
+
+
+def load_run(path: str | Path) -> Run:
+    return Run(path)
+
+
+def evaluate(run: str | Path | Run, data: str | None = None, split: str = "val") -> dict[str, Any]:
+    """Score the best checkpoint on a split (or other labelled data); writes ``eval/<split>/``."""
+    from viewfinder.training.inference import run_inference
+
+    run = run if isinstance(run, Run) else Run(run)
+    name = "custom" if data else split
+    out_dir = run.path / "eval" / name
+    task, metrics, loss, _ = run_inference(run.path, run.config, split=split, data=data)
+    results = {"loss": loss, **task.report(metrics, out_dir)}
+    (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def predict(
+    run: str | Path | Run,
+    data: str | None = None,
+    out: str | Path | None = None,
+    probabilities: bool = False,
+) -> Path:
+    """Write a submission CSV for ``data`` (default: the run's test split)."""
+    from viewfinder.training.inference import run_inference
+
+    run = run if isinstance(run, Run) else Run(run)
+    task, _, _, rows = run_inference(
+        run.path, run.config, split="test", data=data, probabilities=probabilities, rows=True
+    )
+    out_path = Path(out) if out else run.path / "submission.csv"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=task.submission_columns(probabilities))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out_path
+
+
+def compare(runs: Sequence[str | Path | Run], out: str | Path | None = None) -> Any:
+    """The comparison table of finished runs; written as Markdown + CSV when ``out`` is given."""
+    from viewfinder.experiments.compare import compare_runs
+
+    table = compare_runs([r.path if isinstance(r, Run) else r for r in runs])
+    if out is not None:
+        table.write(out)
+    return table
+
+
+def sweep(
+    task: str = "classify",
+    config: str | Path | None = None,
+    *,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    name: str | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> tuple[list[Run], Any]:
+    """Train every combination of ``grid`` (and list/comma values in overrides); compare them."""
+    from viewfinder.experiments.sweep import expand, run_name, split_grid
+
+    fixed, swept = split_grid(overrides)
+    swept.update({k: list(v) for k, v in (grid or {}).items()})
+    if not swept:
+        raise UserError("sweep needs at least one key with several values, e.g. model=cnn,resnet18")
+    combos = expand(swept)
+    base = build_config(task, config_file=config, overrides=fixed)
+    for combo in combos:  # fail on a bad value before any run starts
+        base.with_overrides(combo)
+    sweep_dir = Path(base.output_dir) / "sweeps" / _slug(name or "sweep")
+    n = 2
+    while sweep_dir.exists():
+        sweep_dir, n = sweep_dir.with_name(f"{_slug(name or 'sweep')}-{n}"), n + 1
+    runs = []
+    for combo in combos:
+        kwargs = {**fixed, **combo, "output_dir": str(sweep_dir), "name": run_name(combo)}
+        runs.append(train(task, config, progress=progress, **kwargs))
+    return runs, compare(runs, out=sweep_dir)

@@ -1,0 +1,212 @@
+"""The ``viewfinder`` (alias ``vf``) command line: a thin layer over ``viewfinder.api``.
+
+Heavy libraries (torch, timm, accelerate) are imported inside commands, so ``--help`` is instant.
+Errors a user can cause print one line and exit with status 2; an interrupted training run exits
+with 130 after saving a checkpoint it can resume from.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from viewfinder.errors import UserError
+
+app = typer.Typer(
+    help="Train, compare, evaluate and submit image models on your own data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(
+    help="Data utilities: generate the built-in demo data set.", no_args_is_help=True
+)
+config_app = typer.Typer(help="Inspect configuration keys.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(config_app, name="config")
+
+OVERRIDES_HELP = "key=value settings, e.g. data=fruits/ model=resnet50 epochs=10 batch_size=32"
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _print_run(run: Any) -> None:
+    s = run.summary
+    console = _console()
+    status = s.get("status", "unknown")
+    console.print(
+        f"[bold]{s.get('name')}[/]: {status}, best {s.get('monitor')}="
+        f"{s.get('best_value') if s.get('best_value') is None else round(s['best_value'], 4)}"
+        f" at epoch {s.get('best_epoch')} -> {run.path}"
+    )
+    if status == "interrupted":
+        console.print(f"resume with: viewfinder train --resume {run.path}")
+        raise typer.Exit(130)
+
+
+@app.command()
+def train(
+    task: str = typer.Argument(None, help="Task to train: classify."),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
+    resume: Path = typer.Option(
+        None, "--resume", help="Run folder to continue from its checkpoint."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train a model: viewfinder train classify data=DIR model=resnet50 epochs=10."""
+    from viewfinder import api
+    from viewfinder.config import parse_overrides
+
+    items = list(overrides or [])
+    if resume is not None:
+        if task and "=" in task:
+            items.insert(0, task)
+        run = api.resume(resume, progress=not quiet, **parse_overrides(items))
+    else:
+        if not task:
+            raise UserError("name a task (e.g. `viewfinder train classify data=DIR`)")
+        run = api.train(task, config, progress=not quiet, **parse_overrides(items))
+    _print_run(run)
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder."),
+    data: str = typer.Option(None, "--data", help="Other labelled data to score (default: split)."),
+    split: str = typer.Option("val", "--split", help="val or test."),
+) -> None:
+    """Score a run's best checkpoint: metrics, per-class report, confusion matrix PNG."""
+    from viewfinder import api
+
+    results = api.evaluate(run, data=data, split=split)
+    out_dir = Path(run) / "eval" / ("custom" if data else split)
+    report = out_dir / "report.txt"
+    console = _console()
+    if report.is_file():
+        console.print(report.read_text())
+    console.print("  ".join(f"{k}={v:.4f}" for k, v in results.items() if isinstance(v, float)))
+    console.print(f"written to {out_dir}")
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="Run folder."),
+    data: str = typer.Option(None, "--data", help="Images to predict (default: the test split)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Submission CSV path."),
+    probabilities: bool = typer.Option(False, "--probabilities", help="Add one column per class."),
+) -> None:
+    """Write a submission CSV in the input's id format."""
+    from viewfinder import api
+
+    path = api.predict(run, data=data, out=out, probabilities=probabilities)
+    _console().print(f"wrote {path}")
+
+
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run folders."),
+    out: Path = typer.Option(None, "--out", "-o", help="Folder for comparison.md/.csv."),
+) -> None:
+    """Compare finished runs in one table (Markdown and CSV)."""
+    from viewfinder import api
+
+    table = api.compare(runs, out=out)
+    print(table.markdown())
+    if out:
+        _console().print(f"written to {out}/comparison.md and .csv")
+
+
+@app.command()
+def sweep(
+    task: str = typer.Argument(..., help="Task: classify."),
+    overrides: list[str] = typer.Argument(None, help="Comma lists are swept: model=cnn,resnet18"),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
+    name: str = typer.Option(None, "--name", help="Sweep folder name."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train every combination (e.g. model=cnn,resnet18 learning_rate=1e-3,1e-4); compare."""
+    from viewfinder import api
+    from viewfinder.config import parse_overrides
+
+    raw = {}
+    for item in overrides or []:  # keep comma lists as text: parse_overrides reads YAML scalars
+        key, _, value = item.partition("=")
+        raw[key] = value if "," in value else parse_overrides([item])[key]
+    runs, table = api.sweep(task, config, name=name, progress=not quiet, **raw)
+    print(table.markdown())
+    _console().print(f"{len(runs)} runs in {runs[0].path.parent}")
+
+
+@app.command()
+def demo(
+    directory: Path = typer.Option(
+        Path("viewfinder-demo"), "--dir", help="Where data and runs go."
+    ),
+    epochs: int = typer.Option(None, "--epochs", help="Override the demo's epochs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """The main job: make the demo data, compare cnn / resnet18 / resnet18+attn, print the table."""
+    from viewfinder.demo import run_demo
+
+    run_demo(directory, epochs=epochs, progress=not quiet)
+
+
+@app.command()
+def models(pattern: str = typer.Argument("*", help="Filter, e.g. 'resnet*'.")) -> None:
+    """List model names: cnn, and every timm architecture (add +attn for the attention head)."""
+    import timm
+
+    names = ["cnn", *timm.list_models(pattern)] if pattern == "*" else timm.list_models(pattern)
+    print("\n".join(names))
+
+
+@data_app.command("demo")
+def data_demo(
+    directory: Path = typer.Argument(..., help="Output folder."),
+    seed: int = typer.Option(0, "--seed"),
+    size: int = typer.Option(96, "--size", help="Image side in pixels (64-128 recommended)."),
+    count: int = typer.Option(1500, "--count", help="Number of clean images."),
+    long_tail: float = typer.Option(
+        None, "--long-tail", help="Imbalance ratio of the train split."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Generate the built-in demo data set (all tasks) in DIRECTORY."""
+    from viewfinder.data.demo import generate_demo
+
+    paths = generate_demo(
+        directory, seed=seed, size=size, count=count, long_tail=long_tail, overwrite=overwrite
+    )
+    _console().print(f"demo data written to {paths.root} (see {paths.root / 'README.md'})")
+
+
+@config_app.command("keys")
+def config_keys() -> None:
+    """Every config key with its default."""
+    from viewfinder.config import SECTIONS, TOP_LEVEL, RunConfig
+
+    for key in TOP_LEVEL:
+        print(f"{key} = {RunConfig.model_fields[key].default}")
+    for section, model in SECTIONS.items():
+        for field, info in model.model_fields.items():
+            print(f"{section}.{field} = {info.default}")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Typed run configuration.
+
+Resolved once, in this order (later wins): defaults < task preset < ``--config file.yaml`` <
+``key=value`` overrides. The result is frozen and written to the run folder as ``config.yaml``.
+
+Keys are dotted (``train.learning_rate=3e-4``). A key found in exactly one section may be given
+without its prefix (``epochs=10``, ``on_bad_image=skip``), and two sections take a bare value as
+their main field: ``data=fruits/`` is ``data.path``, ``model=resnet50`` is ``model.name``.
+Unknown keys and bad values fail before any work starts, naming the key and the nearest valid one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from viewfinder.errors import UserError, did_you_mean
+
+
+class _Section(BaseModel):
+    # coerce numbers: `name=2024` or `data=2024` (a folder) arrive from YAML parsing as ints
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", protected_namespaces=(), coerce_numbers_to_str=True
+    )
+
+
+class DataConfig(_Section):
+    """Where the images are and how they are read."""
+
+    path: str | None = None
+    test_path: str | None = None
+    image_column: str | None = None
+    label_column: str | None = None
+    id_column: str | None = None
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    on_bad_image: Literal["error", "skip"] = "error"
+    num_workers: int | Literal["auto"] = "auto"
+    augment: Literal["none", "light", "medium"] = "light"
+
+
+class ModelConfig(_Section):
+    """Which network: any timm name, ``cnn``, or ``NAME+attn`` for an attention head."""
+
+    name: str = "resnet18"
+    pretrained: bool = False
+    weights: str | None = None
+    drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    attention_heads: int = Field(4, ge=1)
+
+
+class TrainConfig(_Section):
+    """The optimisation recipe; every knob of the loop in ``training/loop.py``."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.05, ge=0.0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    scheduler: Literal["cosine", "onecycle", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    grad_accum_steps: int = Field(1, ge=1)
+    clip_grad_norm: float | None = Field(None, gt=0.0)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool | Literal["auto"] = "auto"
+    early_stopping_patience: int | None = Field(None, ge=1)
+    monitor: str = "accuracy"
+    monitor_mode: Literal["max", "min"] = "max"
+    seed: int = 0
+    deterministic: bool = False
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+    checkpoint_every_steps: int | None = Field(None, ge=1)
+
+
+class RunConfig(_Section):
+    """One run: a task, its data, model and recipe, and where the run folder goes."""
+
+    task: str
+    name: str | None = None
+    output_dir: str = "runs"
+    image_size: int = Field(224, ge=16, le=2048)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
+        """A new config with ``overrides`` (dotted or short keys) applied on top of this one."""
+        return build_config(self.task, base=self.model_dump(mode="json"), overrides=overrides)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+}
+# A bare value given to a section key means this field (``model=resnet50``).
+MAIN_FIELD = {"data": "path", "model": "name"}
+TOP_LEVEL = [k for k in RunConfig.model_fields if k not in SECTIONS]
+
+# Task presets: the defaults a task changes (filled by tasks when they register).
+TASK_PRESETS: dict[str, dict[str, Any]] = {
+    "classify": {"train": {"monitor": "accuracy", "monitor_mode": "max"}},
+}
+
+
+def all_keys() -> list[str]:
+    """Every valid dotted key, for error messages and ``--help``."""
+    keys = list(TOP_LEVEL)
+    for section, model in SECTIONS.items():
+        keys += [f"{section}.{field}" for field in model.model_fields]
+    return keys
+
+
+def _short_key_index() -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for section, model in SECTIONS.items():
+        for field in model.model_fields:
+            index.setdefault(field, []).append(f"{section}.{field}")
+    return index
+
+
+def canonical_key(key: str) -> str:
+    """Map a user key (dotted or short) to its dotted form, or fail naming the nearest key."""
+    key = key.strip().replace("-", "_")
+    if key in TOP_LEVEL or key in SECTIONS:
+        return key
+    if "." in key:
+        section, _, field = key.partition(".")
+        if section in SECTIONS and field in SECTIONS[section].model_fields:
+            return key
+    else:
+        homes = _short_key_index().get(key, [])
+        if len(homes) == 1:
+            return homes[0]
+        if len(homes) > 1:
+            raise UserError(f"config key {key!r} is ambiguous; write one of: {', '.join(homes)}")
+    choices = all_keys() + list(_short_key_index())
+    hint = did_you_mean(key, choices) or did_you_mean(key.rpartition(".")[2], choices)
+    raise UserError(f"unknown config key {key!r}{hint}; see `viewfinder config keys`")
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    if dotted in SECTIONS:
+        if isinstance(value, Mapping):
+            for field, sub in value.items():
+                _set(tree, canonical_key(f"{dotted}.{field}"), sub)
+            return
+        dotted = f"{dotted}.{MAIN_FIELD.get(dotted, '')}"
+        if dotted.endswith("."):
+            raise UserError(f"config key {dotted[:-1]!r} needs a mapping of its keys")
+    section, _, field = dotted.partition(".")
+    if field:
+        tree.setdefault(section, {})[field] = value
+    else:
+        tree[section] = value
+
+
+def normalise(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn a user mapping (nested YAML or flat dotted/short keys) into a nested tree."""
+    tree: dict[str, Any] = {}
+    for key, value in mapping.items():
+        _set(tree, canonical_key(str(key)), value)
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are read as YAML scalars (``true``, ``3``, ``null``)."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"override {item!r} is not key=value (e.g. epochs=10)")
+        try:
+            parsed[key] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            parsed[key] = raw
+    return parsed
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file; a missing or malformed file is one clear line."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else "invalid YAML"
+        raise UserError(f"{p}: not valid YAML ({first})") from err
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: a config file must be a mapping of keys to values")
+    return data
+
+
+def _validation_message(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    value = first.get("input")
+    return f"config value {key}={value!r} is invalid: {first['msg']}"
+
+
+def build_config(
+    task: str,
+    *,
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve defaults < task preset < config file < overrides into one frozen ``RunConfig``."""
+    tree: dict[str, Any] = _merge({}, TASK_PRESETS.get(task, {}))
+    if base is not None:
+        tree = _merge(tree, normalise(base))
+    if config_file is not None:
+        tree = _merge(tree, normalise(load_yaml(config_file)))
+    if overrides:
+        tree = _merge(tree, normalise(overrides))
+    tree["task"] = task
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as err:
+        raise UserError(_validation_message(err)) from None

@@ -1,0 +1,187 @@
+"""Image decoding and the bad-file policy.
+
+Users' folders hold whatever their cameras, scanners and scrapers wrote: CMYK JPEGs, palette PNGs,
+16-bit greyscale, transparent product shots, phone photos that are stored sideways with an EXIF
+orientation tag, and the odd truncated or mis-named file. ``load_image`` turns all of these into one
+thing (8-bit RGB, upright) or raises ``BadImageError`` with a one-line reason, so a bad file never
+surfaces as a PIL traceback in the middle of epoch 7.
+
+``scan_images`` checks every file cheaply *before* training, so the ``on_bad_image`` policy
+("error" or "skip") is applied once, up front, and a skip count can be reported.
+
+PIL's global ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never touched: silently padding truncated
+files with grey would train on garbage, and a process-wide flag would change other code's behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from viewfinder.errors import BadImageError, UserError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+)
+
+ON_BAD_IMAGE_CHOICES: tuple[str, ...] = ("error", "skip")
+
+# Modes PIL converts to RGB faithfully with a plain ``convert("RGB")``.
+_DIRECT_MODES = frozenset({"RGB", "RGBX", "CMYK", "YCbCr", "HSV", "L", "1"})
+# Modes with an alpha channel (or palette transparency): composited onto white.
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "PA", "P"})
+# High bit-depth integer greyscale: scaled from 16-bit to 8-bit.
+_WIDE_INT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+_SUPPORTED_MODES = _DIRECT_MODES | _ALPHA_MODES | _WIDE_INT_MODES | {"F"}
+
+_JPEG_EOI = b"\xff\xd9"
+_TAIL_BYTES = 4096
+
+
+def _one_line(message: object) -> str:
+    """Collapse an exception message to one line so error output stays one line."""
+    return " ".join(str(message).split())
+
+
+def _check_file(path: Path) -> None:
+    """Reject missing, non-regular and empty files before PIL sees them (clearer reasons)."""
+    if not path.exists():
+        raise BadImageError(path, "file not found")
+    if not path.is_file():
+        raise BadImageError(path, "not a file")
+    if path.stat().st_size == 0:
+        raise BadImageError(path, "empty file (0 bytes)")
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Decode ``path`` to an upright 8-bit RGB image, or raise ``BadImageError``.
+
+    Mode handling:
+
+    - CMYK (including Adobe CMYK JPEGs), YCbCr, HSV, L and 1-bit: converted by PIL.
+    - RGBA, LA, PA and palette images with transparency: alpha is composited onto **white**.
+      Transparent images in practice are product photos and logos cut out for display on a white
+      page; white matches what the photographer saw, whereas black (PIL's default when dropping
+      alpha) turns the background into a strong, misleading feature.
+    - 16-bit greyscale (I;16, I;16B, I;16L, I): ``value / 257`` with clipping, so 65535 -> 255.
+    - Float (F): scaled by the image maximum (no fixed range exists); negatives and NaN -> 0.
+    - Multi-frame files (GIF, TIFF): the first frame.
+
+    EXIF orientation is applied so phone photos are upright, as the user sees them.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        with Image.open(path) as opened:
+            opened.load()  # decode now, inside the try, so truncation is detected here
+            upright = ImageOps.exif_transpose(opened)
+    except Image.DecompressionBombError as error:
+        raise BadImageError(
+            path, f"image too large, possible decompression bomb ({_one_line(error)})"
+        ) from error
+    except UnidentifiedImageError as error:
+        raise BadImageError(path, "not an image file") from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise BadImageError(path, f"truncated or corrupt image ({_one_line(error)})") from error
+    return _to_rgb(upright, path)
+
+
+def _to_rgb(image: Image.Image, path: Path) -> Image.Image:
+    """Convert a decoded image of any supported mode to 8-bit RGB (see ``load_image``)."""
+    mode = image.mode
+    if mode in _WIDE_INT_MODES:
+        values = np.asarray(image, dtype=np.float64) / 257.0
+        return _grey_array_to_rgb(values)
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        peak = float(values.max()) if values.size else 0.0
+        return _grey_array_to_rgb(values * (255.0 / peak) if peak > 0 else values)
+    if mode == "P" and "transparency" not in image.info:
+        return image.convert("RGB")
+    if mode in _ALPHA_MODES:
+        return _composite_on_white(image.convert("RGBA"))
+    if mode in _DIRECT_MODES:
+        return image.convert("RGB")
+    raise BadImageError(path, f"unsupported image mode {mode}")
+
+
+def _grey_array_to_rgb(values: np.ndarray) -> Image.Image:
+    """Round and clip a greyscale array already on a 0..255 scale, then replicate to RGB."""
+    grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
+
+
+def _composite_on_white(rgba: Image.Image) -> Image.Image:
+    """Blend an RGBA image over a white background (see ``load_image`` for why white)."""
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _jpeg_ends_with_eoi(path: Path) -> bool:
+    """Cheap truncation test: a complete JPEG ends with the EOI marker (after padding)."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - _TAIL_BYTES))
+        tail = handle.read()
+    return tail.rstrip(b"\x00 \t\r\n").endswith(_JPEG_EOI)
+
+
+def _check_image(path: Path) -> None:
+    """Raise ``BadImageError`` if ``path`` will not decode, doing as little work as possible.
+
+    PNG: ``verify()`` walks the chunks and their CRCs, which catches truncation without decoding.
+    JPEG: ``verify()`` checks nothing, so the file must end with the EOI marker; a file that does
+    not (cameras sometimes append trailers after EOI) is decoded in full to decide, so valid files
+    are never rejected on the cheap test alone. Other formats (GIF, WebP, TIFF, BMP) have no cheap
+    check in PIL and are decoded in full; they are rare in training sets.
+    """
+    _check_file(path)
+    try:
+        with Image.open(path) as opened:
+            image_format, mode = opened.format, opened.mode
+            if image_format == "PNG":
+                opened.verify()
+    except Image.DecompressionBombError as error:
+        raise BadImageError(
+            path, f"image too large, possible decompression bomb ({_one_line(error)})"
+        ) from error
+    except UnidentifiedImageError as error:
+        raise BadImageError(path, "not an image file") from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise BadImageError(path, f"truncated or corrupt image ({_one_line(error)})") from error
+    if mode not in _SUPPORTED_MODES:
+        raise BadImageError(path, f"unsupported image mode {mode}")
+    if image_format == "PNG" or (image_format == "JPEG" and _jpeg_ends_with_eoi(path)):
+        return
+    load_image(path)
+
+
+def scan_images(
+    paths: Sequence[Path], *, on_bad_image: str
+) -> tuple[list[int], list[tuple[str, str]]]:
+    """Check every file before training and apply the bad-image policy once, up front.
+
+    Returns ``(good_indices, bad)`` where ``bad`` is ``[(path, reason), ...]`` in input order.
+    ``on_bad_image="error"`` raises ``BadImageError`` for the first bad file; ``"skip"`` returns the
+    bad files so the caller can report how many were left out.
+    """
+    if on_bad_image not in ON_BAD_IMAGE_CHOICES:
+        raise UserError(
+            f"on_bad_image={on_bad_image!r} is not a valid choice; "
+            f"use one of {', '.join(ON_BAD_IMAGE_CHOICES)}"
+        )
+    good: list[int] = []
+    bad: list[tuple[str, str]] = []
+    for index, path in enumerate(paths):
+        try:
+            _check_image(Path(path))
+        except BadImageError as error:
+            if on_bad_image == "error":
+                raise
+            bad.append((error.path, error.reason))
+        else:
+            good.append(index)
+    return good, bad

@@ -1,0 +1,94 @@
+"""The comparison table of runs: reads run folders only (``summary.json``), writes Markdown/CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from viewfinder.errors import UserError
+
+FIXED = [
+    ("run", "run"),
+    ("model", "model"),
+]
+TRAILING = [
+    ("learning_rate", "learning rate"),
+    ("batch_size", "batch"),
+    ("epochs_completed", "epochs"),
+    ("parameters_m", "params (M)"),
+    ("time_per_epoch", "s/epoch"),
+    ("images_per_second", "img/s"),
+]
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a finished run folder (summary.json missing)")
+    return json.loads(path.read_text())
+
+
+@dataclass
+class Comparison:
+    """Rows (one per run) and the column order; renders to Markdown and CSV."""
+
+    rows: list[dict[str, Any]]
+    columns: list[tuple[str, str]]  # (key, header)
+
+    def markdown(self) -> str:
+        header = "| " + " | ".join(h for _, h in self.columns) + " |"
+        rule = "|" + "|".join("---" for _ in self.columns) + "|"
+        body = [
+            "| " + " | ".join(_cell(r.get(k)) for k, _ in self.columns) + " |" for r in self.rows
+        ]
+        return "\n".join([header, rule, *body])
+
+    def write(self, out_dir: str | Path, stem: str = "comparison") -> tuple[Path, Path]:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        md, csv_path = out / f"{stem}.md", out / f"{stem}.csv"
+        md.write_text(self.markdown() + "\n")
+        with open(csv_path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow([k for k, _ in self.columns])
+            writer.writerows([[r.get(k, "") for k, _ in self.columns] for r in self.rows])
+        return md, csv_path
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5):
+            return f"{value:.0e}"
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def compare_runs(run_dirs: Sequence[str | Path]) -> Comparison:
+    """One row per run: its best-epoch validation metrics, recipe and speed; best first."""
+    if not run_dirs:
+        raise UserError("compare needs at least one run folder")
+    rows, metric_keys = [], []
+    for run_dir in run_dirs:
+        s = read_summary(run_dir)
+        metrics = s.get("metrics", {})
+        for key in metrics:
+            if key not in metric_keys:
+                metric_keys.append(key)
+        rows.append({
+            "run": s["name"], "model": s["model"], **metrics,
+            "learning_rate": s["learning_rate"], "batch_size": s["batch_size"],
+            "epochs_completed": s["epochs_completed"],
+            "parameters_m": round(s["parameters"] / 1e6, 2),
+            "time_per_epoch": s["time_per_epoch"], "images_per_second": s["images_per_second"],
+            "_monitor": s.get("best_value"), "_mode": s.get("monitor_mode", "max"),
+        })  # fmt: skip
+    sign = -1 if rows[0]["_mode"] == "max" else 1
+    rows.sort(key=lambda r: sign * r["_monitor"] if r["_monitor"] is not None else float("inf"))
+    columns = FIXED + [(k, k.replace("_", " ")) for k in metric_keys] + TRAILING
+    return Comparison(rows, columns)

@@ -1,0 +1,50 @@
+"""Grids of runs: every combination of the listed values, run one after another."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from viewfinder.config import canonical_key
+from viewfinder.errors import UserError
+
+
+def split_grid(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Separate fixed overrides from swept ones (lists, or comma-separated strings)."""
+    fixed: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+    for key, value in overrides.items():
+        if isinstance(value, str) and "," in value:
+            import yaml
+
+            value = [yaml.safe_load(v.strip()) for v in value.split(",") if v.strip()]
+        if isinstance(value, list | tuple):
+            if not value:
+                raise UserError(f"sweep key {key!r} has no values")
+            grid[key] = list(value)
+        else:
+            fixed[key] = value
+    return fixed, grid
+
+
+def expand(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """All combinations, in a stable order (the first key varies slowest)."""
+    keys = list(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+def _short(value: Any) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text.replace("+", "_").replace("/", "_").replace(" ", "")
+
+
+def run_name(combo: Mapping[str, Any]) -> str:
+    """A readable folder name: ``resnet18_attn-learning_rate1e-04``."""
+    parts = []
+    for key, value in combo.items():
+        dotted = canonical_key(key)
+        field = dotted.rpartition(".")[2]
+        main_value = dotted in ("model", "data", "model.name", "data.path")
+        parts.append(_short(value) if main_value else f"{field}{_short(value)}")
+    return "-".join(parts) or "run"

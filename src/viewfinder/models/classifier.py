@@ -1,0 +1,66 @@
+"""Build an image classifier from a model name: ``resnet50``, ``cnn``, ``resnet50+attn`` ..."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from viewfinder.config import ModelConfig
+from viewfinder.errors import UserError
+from viewfinder.models.backbones import create_backbone, load_weights
+from viewfinder.models.heads import AttentionHead, ImageClassifier
+
+HEAD_SUFFIXES = ("attn",)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model name: the backbone and the head on top of it."""
+
+    backbone: str
+    head: str  # "linear" (the backbone's own classifier) or "attn"
+
+
+def parse_model_name(name: str) -> ModelSpec:
+    backbone, plus, suffix = name.strip().partition("+")
+    if not plus:
+        return ModelSpec(backbone, "linear")
+    if suffix not in HEAD_SUFFIXES or not backbone:
+        raise UserError(
+            f"model {name!r}: unknown head {suffix!r}; write NAME or NAME+attn (e.g. resnet50+attn)"
+        )
+    return ModelSpec(backbone, suffix)
+
+
+def build_classifier(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, str]:
+    """The network for ``cfg.name`` with ``num_classes`` outputs, and a note on loaded weights."""
+    spec = parse_model_name(cfg.name)
+    note = "pretrained (model hub)" if cfg.pretrained else "random init"
+    if spec.head == "linear":
+        model = create_backbone(
+            spec.backbone,
+            num_classes=num_classes,
+            pretrained=cfg.pretrained,
+            drop_rate=cfg.drop_rate,
+        )
+    else:
+        backbone = create_backbone(spec.backbone, num_classes=0, pretrained=cfg.pretrained)
+        head = AttentionHead(
+            backbone.num_features, num_classes, heads=cfg.attention_heads, drop_rate=cfg.drop_rate
+        )
+        model = ImageClassifier(backbone, head)
+    if cfg.weights:
+        loaded, skipped = load_weights(model, cfg.weights)
+        note = f"{loaded} tensors from {cfg.weights}" + (
+            f" ({len(skipped)} skipped: {', '.join(skipped[:3])})" if skipped else ""
+        )
+    return model, note
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    return getattr(model, "backbone", model)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,88 @@
+"""The Task contract: everything task-specific lives behind these methods.
+
+The trainer (``training/loop.py``), ``evaluate`` and ``predict`` know nothing about classification,
+questions or captions: they call a task's methods. Adding a task is one file implementing
+``Task`` plus a line in ``tasks/__init__.py``.
+
+A task owns its run-folder state (e.g. the class list, the split), written by ``setup`` and read
+back by ``load`` so that evaluate/predict from a finished run see exactly what training saw.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from viewfinder.config import RunConfig
+
+
+class TaskMetrics(Protocol):
+    """Accumulates outputs over an epoch (synchronised across processes in distributed runs)."""
+
+    def to(self, device: torch.device) -> TaskMetrics: ...
+
+    def update(self, outputs: torch.Tensor, batch: dict[str, Any]) -> None: ...
+
+    def compute(self) -> dict[str, float]: ...
+
+
+class Task(ABC):
+    """One task: its records, model, batch step, metrics and submission format."""
+
+    name: ClassVar[str]
+    record_fields: ClassVar[tuple[str, ...]]
+    metric_names: ClassVar[tuple[str, ...]]  # keys of metrics().compute(); "loss" is always there
+
+    def __init__(self, cfg: RunConfig, run_dir: Path) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+
+    # --- data -----------------------------------------------------------------------------------
+    @abstractmethod
+    def setup(self) -> dict[str, Any]:
+        """Read the data, make/save the split and task state; return facts for the summary."""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Restore the state ``setup`` saved (for resume, evaluate and predict)."""
+
+    @abstractmethod
+    def dataset(self, split: str, *, train: bool, data: str | None = None) -> Dataset:
+        """The dataset of a split ("train", "val", "test"), or of other data for ``predict``."""
+
+    @abstractmethod
+    def collate(self, items: list[Any]) -> dict[str, Any] | None:
+        """Batch a list of dataset items (``None`` when every item was a skipped bad file)."""
+
+    # --- model ----------------------------------------------------------------------------------
+    @abstractmethod
+    def build_model(self) -> tuple[nn.Module, str]:
+        """The network, and a one-line note on where its weights came from."""
+
+    @abstractmethod
+    def step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Forward one batch: ``{"loss": scalar, "outputs": tensor}``."""
+
+    @abstractmethod
+    def metrics(self) -> TaskMetrics:
+        """A fresh metric accumulator; ``compute()`` keys are what ``train.monitor`` may name."""
+
+    # --- results --------------------------------------------------------------------------------
+    @abstractmethod
+    def postprocess(
+        self, outputs: torch.Tensor, batch: dict[str, Any], *, probabilities: bool = False
+    ) -> list[dict[str, Any]]:
+        """Submission rows for one batch (shared by ``predict`` and the HTTP server)."""
+
+    @abstractmethod
+    def report(self, metrics: TaskMetrics, out_dir: Path) -> dict[str, Any]:
+        """Write the evaluation views (tables, plots) to ``out_dir``; return the summary numbers."""
+
+    @abstractmethod
+    def submission_columns(self, probabilities: bool = False) -> list[str]:
+        """Header of the submission CSV ``predict`` writes."""

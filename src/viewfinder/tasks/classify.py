@@ -1,0 +1,231 @@
+"""Image classification: class-per-folder or CSV data, one label per image.
+
+Records: ``id, path, label``. Run-folder state: ``labels.json`` (class list, id/label column names),
+``split.csv`` (which image went to train/val/test), ``skipped_images.csv`` when bad files were
+skipped. Submission: ``<id column>,<label column>`` and optionally one probability column per class.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from viewfinder.data.dataset import ImageDataset, collate_skipping
+from viewfinder.data.images import scan_images
+from viewfinder.data.sampling import read_split, stratified_split, write_split
+from viewfinder.data.sources import ImageRecord, read_classification, read_unlabelled
+from viewfinder.data.transforms import build_transforms
+from viewfinder.errors import UserError
+from viewfinder.metrics.classification import (
+    ClassificationMetrics,
+    format_per_class_report,
+    plot_confusion_matrix,
+)
+from viewfinder.models.backbones import data_config
+from viewfinder.models.classifier import backbone_of, build_classifier
+from viewfinder.tasks.base import Task
+
+SPLITS = ("train", "val", "test")
+
+
+class _Metrics:
+    """Adapts ``ClassificationMetrics`` to the task contract's ``update(outputs, batch)``."""
+
+    def __init__(self, num_classes: int, class_names: list[str]) -> None:
+        self.inner = ClassificationMetrics(num_classes, class_names)
+
+    def to(self, device: torch.device) -> _Metrics:
+        self.inner.to(device)
+        return self
+
+    def update(self, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
+        self.inner.update(outputs.float(), batch["target"])
+
+    def compute(self) -> dict[str, float]:
+        return self.inner.compute()
+
+
+class ClassifyTask(Task):
+    name = "classify"
+    record_fields = ("id", "path", "label")
+    metric_names = ("accuracy", "top5_accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")
+
+    def __init__(self, cfg, run_dir) -> None:
+        super().__init__(cfg, run_dir)
+        self.classes: list[str] = []
+        self.id_column = "id"
+        self.label_column = "label"
+        self.splits: dict[str, list[ImageRecord]] = {}
+        self._norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+
+    # --- data -----------------------------------------------------------------------------------
+    def setup(self) -> dict[str, Any]:
+        data = self.cfg.data
+        if not data.path:
+            raise UserError("no data given: pass data=PATH (a folder of class folders or a CSV)")
+        source = read_classification(
+            data.path,
+            image_column=data.image_column,
+            label_column=data.label_column,
+            id_column=data.id_column,
+            test_path=data.test_path,
+        )
+        train, val = source.train, source.val
+        if not val:
+            train_idx, val_idx = stratified_split(
+                [r.label for r in train], val_fraction=data.val_fraction, seed=self.cfg.train.seed
+            )
+            train, val = [train[i] for i in train_idx], [train[i] for i in val_idx]
+        splits = {"train": train, "val": val, "test": source.test}
+        splits, skipped = self._drop_bad_images(splits)
+        self.splits = splits
+        self.classes = sorted({r.label for r in splits["train"] if r.label is not None})
+        if len(self.classes) < 2:
+            raise UserError(f"{data.path}: need at least 2 classes, found {self.classes}")
+        self.id_column, self.label_column = source.id_column, source.label_column
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_split(self.run_dir / "split.csv", splits)
+        self._write_state()
+        return {
+            "layout": source.layout,
+            "num_classes": len(self.classes),
+            "split_sizes": {k: len(v) for k, v in splits.items()},
+            "skipped_images": len(skipped),
+        }
+
+    def _drop_bad_images(
+        self, splits: dict[str, list[ImageRecord]]
+    ) -> tuple[dict[str, list[ImageRecord]], list[tuple[str, str]]]:
+        policy = self.cfg.data.on_bad_image
+        kept: dict[str, list[ImageRecord]] = {}
+        bad: list[tuple[str, str]] = []
+        for split, records in splits.items():
+            good, bad_here = scan_images([r.path for r in records], on_bad_image=policy)
+            kept[split] = [records[i] for i in good]
+            bad += bad_here
+        if bad:
+            with open(self.run_dir / "skipped_images.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["path", "reason"])
+                writer.writerows(bad)
+        return kept, bad
+
+    def _write_state(self) -> None:
+        state = {
+            "classes": self.classes,
+            "id_column": self.id_column,
+            "label_column": self.label_column,
+        }
+        (self.run_dir / "labels.json").write_text(json.dumps(state, indent=2))
+
+    def load(self) -> None:
+        path = self.run_dir / "labels.json"
+        if not path.is_file():
+            raise UserError(f"{self.run_dir}: not a classify run folder (labels.json missing)")
+        state = json.loads(path.read_text())
+        self.classes = state["classes"]
+        self.id_column, self.label_column = state["id_column"], state["label_column"]
+        split_file = self.run_dir / "split.csv"
+        self.splits = read_split(split_file) if split_file.is_file() else {}
+
+    def _records(self, split: str, data: str | None) -> list[ImageRecord]:
+        if data is not None:
+            d = self.cfg.data
+            return read_unlabelled(data, image_column=d.image_column, id_column=d.id_column)
+        if split not in SPLITS:
+            raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+        records = self.splits.get(split, [])
+        if not records:
+            raise UserError(f"this run has no {split} split; pass data=PATH")
+        return records
+
+    def _targets(self, records: list[ImageRecord]) -> list[int] | None:
+        if any(r.label is None for r in records):
+            return None
+        index = {c: i for i, c in enumerate(self.classes)}
+        unknown = sorted({r.label for r in records} - index.keys())
+        if unknown:
+            raise UserError(f"label {unknown[0]!r} is not one of the run's classes {self.classes}")
+        return [index[r.label] for r in records]
+
+    def dataset(self, split: str, *, train: bool, data: str | None = None) -> Dataset:
+        records = self._records(split, data)
+        if self._norm is None:
+            raise RuntimeError("build_model() must run before dataset(): it fixes normalisation")
+        mean, std = self._norm
+        transform = build_transforms(
+            self.cfg.image_size, mean, std, train=train, preset=self.cfg.data.augment
+        )
+        return ImageDataset(
+            records,
+            transform,
+            targets=self._targets(records),
+            seed=self.cfg.train.seed,
+            on_bad_image=self.cfg.data.on_bad_image,
+        )
+
+    def collate(self, items: list[Any]) -> dict[str, Any] | None:
+        return collate_skipping(items)
+
+    # --- model ----------------------------------------------------------------------------------
+    def build_model(self) -> tuple[nn.Module, str]:
+        model, note = build_classifier(self.cfg.model, len(self.classes))
+        self._norm = data_config(backbone_of(model))
+        return model, note
+
+    def step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        logits = model(batch["image"])
+        target = batch["target"]
+        if bool((target < 0).any()):
+            return {"loss": logits.new_zeros(()), "outputs": logits}
+        loss = F.cross_entropy(
+            logits.float(), target, label_smoothing=self.cfg.train.label_smoothing
+        )
+        return {"loss": loss, "outputs": logits}
+
+    def metrics(self) -> _Metrics:
+        return _Metrics(len(self.classes), self.classes)
+
+    # --- results --------------------------------------------------------------------------------
+    def submission_columns(self, probabilities: bool = False) -> list[str]:
+        probs = [f"prob_{c}" for c in self.classes] if probabilities else []
+        return [self.id_column, self.label_column, *probs]
+
+    def postprocess(
+        self, outputs: torch.Tensor, batch: dict[str, Any], *, probabilities: bool = False
+    ) -> list[dict[str, Any]]:
+        probs = outputs.float().softmax(dim=1).cpu()
+        records = batch["records"]
+        rows = []
+        for record, p in zip(records, probs, strict=True):
+            row = {self.id_column: record.id, self.label_column: self.classes[int(p.argmax())]}
+            if probabilities:
+                row.update(
+                    {f"prob_{c}": round(float(v), 6) for c, v in zip(self.classes, p, strict=True)}
+                )
+            rows.append(row)
+        return rows
+
+    def report(self, metrics: _Metrics, out_dir: Path) -> dict[str, Any]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        inner = metrics.inner
+        summary = inner.compute()
+        rows = inner.per_class()
+        (out_dir / "report.txt").write_text(format_per_class_report(rows) + "\n")
+        with open(out_dir / "per_class.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        matrix = inner.confusion_matrix()
+        plot_confusion_matrix(matrix, self.classes, out_dir / "confusion_matrix.png")
+        plot_confusion_matrix(
+            matrix, self.classes, out_dir / "confusion_matrix_normalized.png", normalize=True
+        )
+        return summary
