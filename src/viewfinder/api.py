@@ -212,6 +212,8 @@ def evaluate(run: str | Path | Run, data: str | None = None, split: str = "val")
     name = "custom" if data else split
     out_dir = run.path / "eval" / name
     task, metrics, loss, _ = run_inference(run.path, run.config, split=split, data=data)
+    if metrics is None:
+        raise UserError(f"{data or split}: images have no labels to score; use predict instead")
     results = {"loss": loss, **task.report(metrics, out_dir)}
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
     return results

@@ -15,7 +15,8 @@ files with grey would train on garbage, and a process-wide flag would change oth
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,21 @@ def _check_file(path: Path) -> None:
         raise BadImageError(path, "empty file (0 bytes)")
 
 
+@contextlib.contextmanager
+def _decode_errors(path: Path) -> Iterator[None]:
+    """Turn PIL's decoding exceptions into one-line ``BadImageError``s naming ``path``."""
+    try:
+        yield
+    except Image.DecompressionBombError as error:
+        raise BadImageError(
+            path, f"image too large, possible decompression bomb ({_one_line(error)})"
+        ) from error
+    except UnidentifiedImageError as error:
+        raise BadImageError(path, "not an image file") from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise BadImageError(path, f"truncated or corrupt image ({_one_line(error)})") from error
+
+
 def load_image(path: str | Path) -> Image.Image:
     """Decode ``path`` to an upright 8-bit RGB image, or raise ``BadImageError``.
 
@@ -74,18 +90,9 @@ def load_image(path: str | Path) -> Image.Image:
     """
     path = Path(path)
     _check_file(path)
-    try:
-        with Image.open(path) as opened:
-            opened.load()  # decode now, inside the try, so truncation is detected here
-            upright = ImageOps.exif_transpose(opened)
-    except Image.DecompressionBombError as error:
-        raise BadImageError(
-            path, f"image too large, possible decompression bomb ({_one_line(error)})"
-        ) from error
-    except UnidentifiedImageError as error:
-        raise BadImageError(path, "not an image file") from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise BadImageError(path, f"truncated or corrupt image ({_one_line(error)})") from error
+    with _decode_errors(path), Image.open(path) as opened:
+        opened.load()  # decode now, inside the guard, so truncation is detected here
+        upright = ImageOps.exif_transpose(opened)
     return _to_rgb(upright, path)
 
 
@@ -139,19 +146,10 @@ def _check_image(path: Path) -> None:
     check in PIL and are decoded in full; they are rare in training sets.
     """
     _check_file(path)
-    try:
-        with Image.open(path) as opened:
-            image_format, mode = opened.format, opened.mode
-            if image_format == "PNG":
-                opened.verify()
-    except Image.DecompressionBombError as error:
-        raise BadImageError(
-            path, f"image too large, possible decompression bomb ({_one_line(error)})"
-        ) from error
-    except UnidentifiedImageError as error:
-        raise BadImageError(path, "not an image file") from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise BadImageError(path, f"truncated or corrupt image ({_one_line(error)})") from error
+    with _decode_errors(path), Image.open(path) as opened:
+        image_format, mode = opened.format, opened.mode
+        if image_format == "PNG":
+            opened.verify()
     if mode not in _SUPPORTED_MODES:
         raise BadImageError(path, f"unsupported image mode {mode}")
     if image_format == "PNG" or (image_format == "JPEG" and _jpeg_ends_with_eoi(path)):
