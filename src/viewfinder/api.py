@@ -180,6 +180,9 @@ def _remove_unstarted(run_dir: Path) -> None:
         import shutil
 
         shutil.rmtree(run_dir, ignore_errors=True)
+        for parent in (run_dir.parent, run_dir.parent.parent):  # <task>/ and <output_dir>/
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
 
 
 def resume(

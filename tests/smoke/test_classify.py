@@ -102,6 +102,13 @@ def test_sweep_runs_every_combination(demo_data, runs_dir):
     assert (runs[0].path.parent.parent / "comparison.md").is_file()  # runs/sweeps/NAME/
 
 
+def test_bad_data_path_leaves_no_folder(runs_dir):
+    with pytest.raises(UserError, match="nowhere"):
+        viewfinder.train("classify", data=str(runs_dir / "nowhere"), output_dir=str(runs_dir),
+                         progress=False)  # fmt: skip
+    assert not runs_dir.exists()
+
+
 def test_unknown_model_fails_before_work(demo_data, runs_dir):
     with pytest.raises(UserError, match="resnet19"):
         viewfinder.train("classify", data=str(demo_data.classify), model="resnet19",
