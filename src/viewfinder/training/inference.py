@@ -10,7 +10,7 @@ import torch
 from viewfinder.config import RunConfig
 from viewfinder.models.classifier import backbone_of
 from viewfinder.training.checkpoint import load_weights_file
-from viewfinder.training.loop import _prepare_batch, autocast, make_loader
+from viewfinder.training.loop import autocast, make_loader, prepare_batch
 from viewfinder.training.precision import choose_numerics
 
 
@@ -55,7 +55,7 @@ def run_inference(
     for batch in loader:
         if batch is None:
             continue
-        batch = _prepare_batch(batch, numerics.channels_last)
+        batch = prepare_batch(batch, numerics.channels_last)
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with autocast(device, numerics):
             out = task.step(model, batch)

@@ -76,7 +76,7 @@ def autocast(device: torch.device, numerics: Numerics) -> contextlib.AbstractCon
     return torch.autocast(device.type, dtype=dtype, enabled=numerics.precision != "fp32")
 
 
-def _prepare_batch(batch: dict[str, Any], channels_last: bool) -> dict[str, Any]:
+def prepare_batch(batch: dict[str, Any], channels_last: bool) -> dict[str, Any]:
     if channels_last:
         batch = {
             k: v.contiguous(memory_format=torch.channels_last)
@@ -97,7 +97,7 @@ def evaluate(model, loader, task: Task, accelerator, numerics: Numerics) -> tupl
     for batch in loader:
         if batch is None:
             continue
-        batch = _prepare_batch(batch, numerics.channels_last)
+        batch = prepare_batch(batch, numerics.channels_last)
         with autocast(accelerator.device, numerics):
             out = task.step(model, batch)
         n = out["outputs"].shape[0]
@@ -244,7 +244,7 @@ class Trainer:
                 break
             if batch is None:
                 continue
-            batch = _prepare_batch(batch, self.numerics.channels_last)
+            batch = prepare_batch(batch, self.numerics.channels_last)
             torch.manual_seed(sample_seed(cfg.train.seed, epoch, index) + acc.process_index)
             sync = (index + 1) % accum == 0 or index + 1 == self.steps_per_epoch
             with contextlib.nullcontext() if sync else acc.no_sync(model):
