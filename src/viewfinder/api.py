@@ -166,21 +166,26 @@ def train(
         from viewfinder.models.classifier import parse_model_name
 
         check_model_name(parse_model_name(cfg.model.name).backbone)
+    task_dir = Path(cfg.output_dir) / cfg.task
+    new_parents = [p for p in (task_dir, task_dir.parent) if not p.exists()]
     run_dir = _shared_run_dir(cfg)
     try:
         return _fit(cfg, run_dir, resume=False, callbacks=callbacks, progress=progress)
     except UserError:
-        _remove_unstarted(run_dir)
+        _remove_unstarted(run_dir, new_parents)
         raise
 
 
-def _remove_unstarted(run_dir: Path) -> None:
-    """A run that failed on bad input before its first checkpoint leaves no folder behind."""
+def _remove_unstarted(run_dir: Path, new_parents: list[Path]) -> None:
+    """A run that failed on bad input before its first checkpoint leaves no folder behind.
+
+    Only the parents this run created are removed (when empty): a user's own folder stays.
+    """
     if not any(run_dir.glob("*.safetensors")):
         import shutil
 
         shutil.rmtree(run_dir, ignore_errors=True)
-        for parent in (run_dir.parent, run_dir.parent.parent):  # <task>/ and <output_dir>/
+        for parent in new_parents:  # <task>/ first, then <output_dir>/
             if parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
 

@@ -107,6 +107,11 @@ def test_bad_data_path_leaves_no_folder(runs_dir):
         viewfinder.train("classify", data=str(runs_dir / "nowhere"), output_dir=str(runs_dir),
                          progress=False)  # fmt: skip
     assert not runs_dir.exists()
+    runs_dir.mkdir()  # a folder the user made stays, even when empty
+    with pytest.raises(UserError, match="nowhere"):
+        viewfinder.train("classify", data=str(runs_dir / "nowhere"), output_dir=str(runs_dir),
+                         progress=False)  # fmt: skip
+    assert runs_dir.is_dir() and not any(runs_dir.iterdir())
 
 
 def test_unknown_model_fails_before_work(demo_data, runs_dir):
