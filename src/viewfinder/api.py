@@ -139,6 +139,8 @@ def _write_summary(run_dir: Path, cfg: RunConfig, trainer: Any, status: str) -> 
         "images_per_second": _mean(r["images_per_second"] for r in records),
         "skipped_images": facts.get("skipped_images", 0) + trainer.progress["skipped_images"],
         "data": facts,
+        "data_prep_seconds": sum(r.seconds for r in trainer.task.data_reports.values()),
+        "peak_rss_mb": trainer.peak_rss_mb,
     }  # fmt: skip
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 

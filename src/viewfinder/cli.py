@@ -25,8 +25,13 @@ data_app = typer.Typer(
     help="Data utilities: generate the built-in demo data set.", no_args_is_help=True
 )
 config_app = typer.Typer(help="Inspect configuration keys.", no_args_is_help=True)
+cache_app = typer.Typer(
+    help="The decoded-image and feature cache (default ~/.cache/viewfinder).", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
+app.add_typer(cache_app, name="cache")
+CACHE_DIR_HELP = "Cache folder (default: $VIEWFINDER_CACHE_DIR or ~/.cache/viewfinder)."
 
 OVERRIDES_HELP = "key=value settings, e.g. data=fruits/ model=resnet50 epochs=10 batch_size=32"
 
@@ -186,6 +191,47 @@ def data_demo(
         directory, seed=seed, size=size, count=count, long_tail=long_tail, overwrite=overwrite
     )
     _console().print(f"demo data written to {paths.root} (see {paths.root / 'README.md'})")
+
+
+def _cache_root(path: Path | None) -> Path:
+    from viewfinder.data.cache import default_cache_dir
+
+    return path.expanduser() if path else default_cache_dir()
+
+
+@cache_app.command("info")
+def cache_info(cache_dir: Path = typer.Option(None, "--dir", help=CACHE_DIR_HELP)) -> None:
+    """Show what the cache holds and its size on disk."""
+    from viewfinder.data.cache import cache_info as info
+
+    root = _cache_root(cache_dir)
+    rows = info(root)
+    console = _console()
+    console.print(f"cache: {root}")
+    if not rows:
+        console.print("  empty")
+    for row in rows:
+        console.print(
+            f"  {row['kind']:<9} {row['name']:<24} {row['items']:>8} items"
+            f" {row['bytes'] / 2**20:>10.1f} MB"
+        )
+    total = sum(row["bytes"] for row in rows)
+    console.print(f"  total {total / 2**20:.1f} MB")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    kind: str = typer.Argument("all", help="What to delete: all, images or features."),
+    cache_dir: Path = typer.Option(None, "--dir", help=CACHE_DIR_HELP),
+) -> None:
+    """Delete cached images and/or features (they are rebuilt on the next run)."""
+    from viewfinder.data.cache import clear_cache
+
+    if kind not in ("all", "images", "features"):
+        raise UserError(f"cache clear {kind!r}: choose all, images or features")
+    root = _cache_root(cache_dir)
+    freed = clear_cache(root, kind)
+    _console().print(f"cleared {kind} from {root}: {freed / 2**20:.1f} MB freed")
 
 
 @config_app.command("keys")

@@ -39,7 +39,14 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     on_bad_image: Literal["error", "skip"] = "error"
     num_workers: int | Literal["auto"] = "auto"
-    augment: Literal["none", "light", "medium"] = "light"
+    augment: Literal["none", "light", "medium", "strong"] = "light"
+    hflip: bool = (
+        True  # random horizontal flips when augmenting (off for orientation-bound classes)
+    )
+    vflip: bool = False  # random vertical flips (on for top-down images: cells, wafers, fabric)
+    cache: bool = True  # decode each image once into the on-disk cache (see data/cache.py)
+    cache_dir: str | None = None  # default: $VIEWFINDER_CACHE_DIR or ~/.cache/viewfinder
+    cache_max_gb: float = Field(20.0, gt=0.0)
 
 
 class ModelConfig(_Section):
@@ -50,6 +57,8 @@ class ModelConfig(_Section):
     weights: str | None = None
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
     attention_heads: int = Field(4, ge=1)
+    freeze_backbone: bool = False  # train the head only, on features extracted once and cached
+    feature_flip: bool = False  # frozen mode: also cache flipped-image features (augment + TTA)
 
 
 class TrainConfig(_Section):
@@ -75,6 +84,8 @@ class TrainConfig(_Section):
     deterministic: bool = False
     max_steps_per_epoch: int | None = Field(None, ge=1)
     checkpoint_every_steps: int | None = Field(None, ge=1)
+    max_rss_gb: float | None = Field(None, gt=0.0)  # stop (resumably) past this resident memory
+    compile: bool = False  # torch.compile the model (see docs/benchmarks.md for when it wins)
 
 
 class RunConfig(_Section):

@@ -70,7 +70,7 @@ def _final_weights(run) -> dict[str, torch.Tensor]:
 
 
 def _metric_values(run) -> list[dict]:
-    drop = {"epoch_time", "eval_time", "images_per_second"}
+    drop = {"epoch_time", "eval_time", "images_per_second", "peak_rss_mb"}
     return [{k: v for k, v in m.items() if k not in drop} for m in run.metrics]
 
 

@@ -1,14 +1,28 @@
-"""The torch ``Dataset`` over image records, with per-sample seeding and the bad-image policy."""
+"""The torch ``Dataset`` over image records: uint8 images from the cache, per-sample seeding.
+
+Every image reaches the model the same way: decoded once to a fixed ``S x S`` uint8 array
+(``images.decode_resized``), read back from the on-disk cache (``data/cache.py``) in later epochs,
+optionally changed by per-sample ops (TrivialAugment, RandAugment) still as uint8, stacked into a
+batch, and only then cropped, flipped, resized and normalised for the whole batch at once on the
+training device (``transforms.BatchTransform``). Per-image PIL work happens once per file, not once
+per epoch.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-from viewfinder.data.images import load_image
+from viewfinder.data.cache import CachedImages, ImageStore, default_cache_dir, ensure_cached
+from viewfinder.data.images import decode_resized
 from viewfinder.data.sources import ImageRecord
 from viewfinder.errors import BadImageError
 
@@ -22,38 +36,152 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return (seed * 1_000_003 + epoch * 100_003 + index) % (2**63)
 
 
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Where and how big the image cache is; ``enabled=False`` decodes every epoch."""
+
+    enabled: bool = True
+    root: Path | None = None
+    max_gb: float = 20.0
+    workers: int = 0  # decode processes for the first pass; 0 = all cores
+
+    @property
+    def folder(self) -> Path:
+        return self.root or default_cache_dir()
+
+
+@dataclass
+class CacheReport:
+    """What preparing a dataset cost: images stored, how many were decoded now, seconds."""
+
+    images: int = 0
+    decoded: int = 0
+    seconds: float = 0.0
+    folder: str = ""
+    features: str = ""  # frozen-backbone mode: "cached" or what was extracted
+
+
+class _DecodeSet(Dataset):
+    def __init__(self, paths: Sequence[Path], positions: list[int], size: int, skip: bool):
+        self.paths, self.positions, self.size, self.skip = paths, positions, size, skip
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None]:
+        position = self.positions[i]
+        try:
+            return position, decode_resized(self.paths[position], self.size)
+        except BadImageError:
+            if self.skip:
+                return position, None
+            raise
+
+
+def _as_list(items: list[Any]) -> list[Any]:
+    return items
+
+
+def decode_many(
+    paths: Sequence[Path], positions: list[int], size: int, *, workers: int, skip: bool
+) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Decode ``paths[positions]`` in ``workers`` processes (in-process for few images)."""
+    decode_set = _DecodeSet(paths, positions, size, skip)
+    if workers <= 0 or len(positions) < 64:
+        yield from (decode_set[i] for i in range(len(decode_set)))
+        return
+    loader = DataLoader(decode_set, batch_size=32, num_workers=workers, collate_fn=_as_list)
+    for chunk in loader:
+        yield from chunk
+
+
 class ImageDataset(Dataset):
-    """Records -> {"image", "target", "index"}; a bad image is ``None`` when skipping bad files."""
+    """Records -> ``{"image": uint8 (3, S, S), "target", "index"}``; ``None`` for a skipped file."""
 
     def __init__(
         self,
         records: Sequence[ImageRecord],
-        transform: Callable[[Any], torch.Tensor],
+        size: int,
         *,
         targets: Sequence[int] | None = None,
         seed: int = 0,
         on_bad_image: str = "error",
+        sample_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        cache: CachedImages | None = None,
     ) -> None:
         self.records = list(records)
-        self.transform = transform
+        self.size = size
         self.targets = list(targets) if targets is not None else None
         self.seed = seed
         self.on_bad_image = on_bad_image
+        self.sample_transform = sample_transform
+        self.cache = cache
         self.epoch = 0  # set by the trainer before each epoch (workers are re-created per epoch)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
-        torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+    def _array(self, index: int) -> np.ndarray | None:
+        if self.cache is not None:
+            array = self.cache[index]
+            if array is None and self.on_bad_image != "skip":
+                raise BadImageError(self.records[index].path, "not decodable (see the cache fill)")
+            return array
         try:
-            image = load_image(self.records[index].path)
+            return decode_resized(self.records[index].path, self.size)
         except BadImageError:
             if self.on_bad_image == "skip":
                 return None
             raise
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        array = self._array(index)
+        if array is None:
+            return None
+        # a writable copy (the cache hands out read-only bytes); HWC -> CHW view
+        image = torch.frombuffer(bytearray(array), dtype=torch.uint8)
+        image = image.view(self.size, self.size, 3).permute(2, 0, 1)
+        if self.sample_transform is not None:
+            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+            image = self.sample_transform(image)
         target = self.targets[index] if self.targets is not None else -1
-        return {"image": self.transform(image), "target": target, "index": index}
+        return {"image": image, "target": target, "index": index}
+
+
+def build_image_dataset(
+    records: Sequence[ImageRecord],
+    size: int,
+    cache: CacheSettings,
+    *,
+    targets: Sequence[int] | None = None,
+    seed: int = 0,
+    on_bad_image: str = "error",
+    sample_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[ImageDataset, CacheReport]:
+    """An ``ImageDataset``, its images decoded into the cache first (unless caching is off)."""
+    report = CacheReport(images=len(records))
+    reader = None
+    if cache.enabled and records:
+        start = time.perf_counter()
+        store = ImageStore(cache.folder, size, max_bytes=int(cache.max_gb * 1024**3))
+        paths = [r.path for r in records]
+        workers = cache.workers or cpu_count()
+
+        def decode(paths: Sequence[Path], todo: list[int]) -> Iterator[Any]:
+            report.decoded = len(todo)
+            return decode_many(paths, todo, size, workers=workers, skip=on_bad_image == "skip")
+
+        reader = ensure_cached(store, paths, decode)
+        report.seconds, report.folder = time.perf_counter() - start, str(store.dir)
+    dataset = ImageDataset(
+        records, size, targets=targets, seed=seed, on_bad_image=on_bad_image,
+        sample_transform=sample_transform, cache=reader,
+    )  # fmt: skip
+    return dataset, report
 
 
 def collate_skipping(items: list[dict[str, Any] | None]) -> dict[str, Any] | None:

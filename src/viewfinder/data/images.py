@@ -72,7 +72,7 @@ def _decode_errors(path: Path) -> Iterator[None]:
         raise BadImageError(path, f"truncated or corrupt image ({_one_line(error)})") from error
 
 
-def load_image(path: str | Path) -> Image.Image:
+def load_image(path: str | Path, *, draft: int | None = None) -> Image.Image:
     """Decode ``path`` to an upright 8-bit RGB image, or raise ``BadImageError``.
 
     Mode handling:
@@ -87,13 +87,31 @@ def load_image(path: str | Path) -> Image.Image:
     - Multi-frame files (GIF, TIFF): the first frame.
 
     EXIF orientation is applied so phone photos are upright, as the user sees them.
+
+    ``draft``: the caller only needs about ``draft`` x ``draft`` pixels, so a JPEG may be decoded
+    at 1/2, 1/4 or 1/8 scale in the DCT domain (never below ``draft`` on either side): 2-8x less
+    decoding work for photos that are then shrunk anyway.
     """
     path = Path(path)
     _check_file(path)
     with _decode_errors(path), Image.open(path) as opened:
+        if draft is not None and opened.format == "JPEG" and opened.mode in ("RGB", "L"):
+            opened.draft(opened.mode, (draft, draft))
         opened.load()  # decode now, inside the guard, so truncation is detected here
         upright = ImageOps.exif_transpose(opened)
     return _to_rgb(upright, path)
+
+
+def decode_resized(path: str | Path, size: int) -> np.ndarray:
+    """``path`` as a ``size`` x ``size`` x 3 uint8 array: the unit the image cache stores.
+
+    The whole image is resized (no crop), matching evaluation, so nothing at the border is lost;
+    training crops come later from this array. Bilinear with PIL's antialiasing filter.
+    """
+    image = load_image(path, draft=size)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def _to_rgb(image: Image.Image, path: Path) -> Image.Image:

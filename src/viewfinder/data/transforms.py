@@ -1,38 +1,107 @@
-"""Augmentation presets on torchvision v2 transforms.
+"""Augmentation presets, split in two: per-sample uint8 ops and one batched geometric step.
 
-Geometric ops run on uint8 tensors (cheaper than float), then one dtype conversion and
-normalisation. Evaluation resizes the whole image to ``image_size`` (no centre crop), so objects
-near the border are never cut off; training crops a random 60-100 % area first.
+Images arrive as uint8 ``S x S`` arrays (``data/dataset.py``; ``S`` = training size + 1/7 margin).
+
+- Per-sample ops that need per-image logic (TrivialAugment, RandAugment) run in the dataset on the
+  small uint8 tensor (torchvision v2), in the loader's worker processes when there are any.
+- Crop + flip + resize + normalise run once per batch on the training device
+  (``BatchTransform``): one ``affine_grid``/``grid_sample`` call draws a random-resized crop and
+  flip for every image, as Kornia and DALI do; evaluation is one antialiased resize. On a GPU this
+  moves uint8 (4x fewer bytes than float) and does the arithmetic there.
+
+Presets: ``none`` (resize only), ``light`` (random-resized crop of 60-100 % area + horizontal
+flip), ``medium`` (light + TrivialAugmentWide), ``strong`` (light with 35-100 % crops +
+RandAugment(2, 9)). Evaluation resizes the whole image (no centre crop), so objects near the border
+are never cut off. Flips can be turned off (``hflip=false``) for orientation-dependent classes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torchvision.transforms import v2
 
-PRESETS = ("none", "light", "medium")
+PRESETS = ("none", "light", "medium", "strong")
+_CROP_SCALE = {"none": None, "light": (0.6, 1.0), "medium": (0.6, 1.0), "strong": (0.35, 1.0)}
+_RATIO = (3 / 4, 4 / 3)
 
 
-def build_transforms(
-    image_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    *,
-    train: bool,
-    preset: str = "light",
-) -> v2.Compose:
-    """The transform applied to one PIL image: returns a normalised float32 CHW tensor."""
-    steps: list[v2.Transform] = [v2.ToImage()]
-    if train and preset != "none":
-        steps += [
-            v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
-            v2.RandomHorizontalFlip(),
-        ]
-        if preset == "medium":
-            steps.append(v2.TrivialAugmentWide())
-    else:
-        steps.append(v2.Resize((image_size, image_size), antialias=True))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    return v2.Compose(steps)
+def sample_transform(preset: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The per-sample uint8 op of a preset (None when it has none)."""
+    if preset == "medium":
+        return v2.TrivialAugmentWide()
+    if preset == "strong":
+        return v2.RandAugment(num_ops=2, magnitude=9)
+    return None
+
+
+def _crop_theta(batch: int, scale: tuple[float, float], hflip: bool, vflip: bool) -> torch.Tensor:
+    """Affine matrices (B, 2, 3) of random-resized crops (torchvision's area/ratio law) + flips.
+
+    In ``affine_grid``'s normalised coordinates an output pixel x maps to ``w * x + cx``: a crop of
+    relative width ``w`` centred at ``cx``; a negative ``w`` mirrors it.
+    """
+    area = torch.empty(batch).uniform_(*scale)
+    log_ratio = torch.empty(batch).uniform_(math.log(_RATIO[0]), math.log(_RATIO[1]))
+    ratio = log_ratio.exp()
+    w = (area * ratio).sqrt().clamp(max=1.0)
+    h = (area / ratio).sqrt().clamp(max=1.0)
+    cx = (torch.rand(batch) * 2 - 1) * (1 - w)
+    cy = (torch.rand(batch) * 2 - 1) * (1 - h)
+    if hflip:
+        w = torch.where(torch.rand(batch) < 0.5, -w, w)
+    if vflip:
+        h = torch.where(torch.rand(batch) < 0.5, -h, h)
+    zero = torch.zeros(batch)
+    return torch.stack([torch.stack([w, zero, cx], 1), torch.stack([zero, h, cy], 1)], 1)
+
+
+class BatchTransform:
+    """uint8 (B, 3, S, S) -> normalised float32 (B, 3, size, size), for a whole batch at once.
+
+    Random numbers come from torch's global CPU generator, which the training loop seeds per
+    (seed, epoch, step): the same batch gets the same crops on any device and after a resume.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        train: bool,
+        preset: str = "light",
+        hflip: bool = True,
+        vflip: bool = False,
+    ) -> None:
+        self.image_size = image_size
+        self.scale = _CROP_SCALE[preset] if train else None
+        self.hflip = train and preset != "none" and hflip
+        self.vflip = train and preset != "none" and vflip
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def geometry(self, images: torch.Tensor) -> torch.Tensor:
+        """Crop/flip/resize as float32 in 0..255 (before normalisation)."""
+        x = images.float()
+        size = (self.image_size, self.image_size)
+        if self.scale is None and not (self.hflip or self.vflip):
+            if x.shape[-2:] != size:
+                x = F.interpolate(
+                    x, size=size, mode="bilinear", antialias=True, align_corners=False
+                )
+            return x
+        theta = _crop_theta(x.shape[0], self.scale or (1.0, 1.0), self.hflip, self.vflip)
+        grid = F.affine_grid(theta.to(x.device), [x.shape[0], 3, *size], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        scale = (1.0 / (255.0 * self.std)).to(x.device)
+        shift = (self.mean / self.std).to(x.device)
+        return x.mul_(scale).sub_(shift)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.normalize(self.geometry(images))

@@ -48,8 +48,12 @@ class PlainCNN(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(x.mean(dim=(2, 3))))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        pooled = self.drop(x.mean(dim=(2, 3)))
+        return pooled if pre_logits else self.fc(pooled)
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from viewfinder.config import RunConfig
+from viewfinder.data.dataset import CacheSettings
 
 
 class TaskMetrics(Protocol):
@@ -41,6 +42,13 @@ class Task(ABC):
     def __init__(self, cfg: RunConfig, run_dir: Path) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.data_reports: dict[str, Any] = {}  # per split: what preparing its data cost
+
+    def cache_settings(self) -> CacheSettings:
+        """The image-cache settings of this run's config (``data.cache*`` keys)."""
+        d = self.cfg.data
+        root = Path(d.cache_dir).expanduser() if d.cache_dir else None
+        return CacheSettings(enabled=d.cache, root=root, max_gb=d.cache_max_gb)
 
     # --- data -----------------------------------------------------------------------------------
     @abstractmethod
@@ -59,10 +67,21 @@ class Task(ABC):
     def collate(self, items: list[Any]) -> dict[str, Any] | None:
         """Batch a list of dataset items (``None`` when every item was a skipped bad file)."""
 
+    def transform_batch(self, batch: dict[str, Any], *, train: bool) -> dict[str, Any]:
+        """Batched augmentation/normalisation on the device, after collation (default: none)."""
+        return batch
+
     # --- model ----------------------------------------------------------------------------------
     @abstractmethod
     def build_model(self) -> tuple[nn.Module, str]:
         """The network, and a one-line note on where its weights came from."""
+
+    def training_model(self, model: nn.Module, numerics: Any, device: torch.device) -> nn.Module:
+        """The module the trainer optimises (default: ``model``; frozen mode: its head).
+
+        Its ``state_dict`` must be ``model``'s, so checkpoints load into ``build_model()``'s model.
+        """
+        return model
 
     @abstractmethod
     def step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from viewfinder.data.dataset import ImageDataset, collate_skipping
+from viewfinder.data.cache import stored_size
+from viewfinder.data.dataset import build_image_dataset, collate_skipping
 from viewfinder.data.images import scan_images
 from viewfinder.data.sampling import read_split, stratified_split, write_split
 from viewfinder.data.sources import ImageRecord, read_classification, read_unlabelled
-from viewfinder.data.transforms import build_transforms
+from viewfinder.data.transforms import BatchTransform, sample_transform
 from viewfinder.errors import UserError
 from viewfinder.metrics.classification import (
     ClassificationMetrics,
@@ -30,7 +32,9 @@ from viewfinder.metrics.classification import (
 )
 from viewfinder.models.backbones import data_config
 from viewfinder.models.classifier import backbone_of, build_classifier
+from viewfinder.models.frozen import FeatureClassifier, freeze_backbone
 from viewfinder.tasks.base import Task
+from viewfinder.training.features import FeatureDataset, cached_features
 
 SPLITS = ("train", "val", "test")
 
@@ -64,6 +68,8 @@ class ClassifyTask(Task):
         self.label_column = "label"
         self.splits: dict[str, list[ImageRecord]] = {}
         self._norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+        self._batch_transforms: dict[bool, BatchTransform] = {}
+        self._frozen: tuple[nn.Module, Any, torch.device] | None = None  # set by training_model
 
     # --- data -----------------------------------------------------------------------------------
     def setup(self) -> dict[str, Any]:
@@ -157,19 +163,55 @@ class ClassifyTask(Task):
 
     def dataset(self, split: str, *, train: bool, data: str | None = None) -> Dataset:
         records = self._records(split, data)
-        if self._norm is None:
-            raise RuntimeError("build_model() must run before dataset(): it fixes normalisation")
-        mean, std = self._norm
-        transform = build_transforms(
-            self.cfg.image_size, mean, std, train=train, preset=self.cfg.data.augment
-        )
-        return ImageDataset(
+        d = self.cfg.data
+        frozen = self._frozen is not None and data is None
+        dataset, report = build_image_dataset(
             records,
-            transform,
+            stored_size(self.cfg.image_size),
+            self.cache_settings(),
             targets=self._targets(records),
             seed=self.cfg.train.seed,
-            on_bad_image=self.cfg.data.on_bad_image,
+            on_bad_image=d.on_bad_image,
+            sample_transform=sample_transform(d.augment) if train and not frozen else None,
         )
+        self.data_reports[split if data is None else "data"] = report
+        return self._feature_dataset(dataset, report, train=train) if frozen else dataset
+
+    def _feature_dataset(self, images: Any, report: Any, *, train: bool) -> Dataset:
+        """Frozen mode: the split's backbone features, extracted once and cached."""
+        model, numerics, device = self._frozen
+        start = time.perf_counter()
+        features, hit = cached_features(
+            model, images, self._transform(train=False), numerics, device,
+            flip=self.cfg.model.feature_flip, cache_root=self.cache_settings().folder,
+            spec={"model": self.cfg.model.name, "image_size": self.cfg.image_size,
+                  "norm": self._norm, "precision": numerics.precision},
+        )  # fmt: skip
+        report.features = "cached" if hit else f"extracted {features.shape}"
+        report.seconds += time.perf_counter() - start
+        return FeatureDataset(features, images.targets, train=train, seed=self.cfg.train.seed)
+
+    def training_model(self, model: nn.Module, numerics: Any, device: torch.device) -> nn.Module:
+        if not self.cfg.model.freeze_backbone:
+            return model
+        self._frozen = (model.to(device), numerics, device)
+        return FeatureClassifier(model)
+
+    def _transform(self, *, train: bool) -> BatchTransform:
+        if train not in self._batch_transforms:
+            if self._norm is None:
+                raise RuntimeError("build_model() must run first: it fixes normalisation")
+            d = self.cfg.data
+            self._batch_transforms[train] = BatchTransform(
+                self.cfg.image_size, *self._norm, train=train, preset=d.augment,
+                hflip=d.hflip, vflip=d.vflip,
+            )  # fmt: skip
+        return self._batch_transforms[train]
+
+    def transform_batch(self, batch: dict[str, Any], *, train: bool) -> dict[str, Any]:
+        if "image" not in batch:  # frozen mode: cached features
+            return batch
+        return {**batch, "image": self._transform(train=train)(batch["image"])}
 
     def collate(self, items: list[Any]) -> dict[str, Any] | None:
         return collate_skipping(items)
@@ -178,10 +220,13 @@ class ClassifyTask(Task):
     def build_model(self) -> tuple[nn.Module, str]:
         model, note = build_classifier(self.cfg.model, len(self.classes))
         self._norm = data_config(backbone_of(model))
+        if self.cfg.model.freeze_backbone:
+            trainable = freeze_backbone(model)
+            note += f", backbone frozen ({trainable:,} trainable parameters)"
         return model, note
 
     def step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        logits = model(batch["image"])
+        logits = model(batch["features"] if "features" in batch else batch["image"])
         target = batch["target"]
         if bool((target < 0).any()):
             return {"loss": logits.new_zeros(()), "outputs": logits}

@@ -63,6 +63,13 @@ class RichProgress(Callback):
             f" {info['train_images']} train / {info['val_images']} val images,"
             f" {info['processes']} process(es) on {info['device']}"
         )
+        for split, report in info.get("data", {}).items():
+            if report.get("folder"):
+                self.console.print(
+                    f"  {split}: {report['images']} images cached ({report['decoded']} decoded now,"
+                    f" {report['seconds']:.1f} s) in {report['folder']}"
+                    + (f"; features {report['features']}" if report.get("features") else "")
+                )
 
     def on_epoch_start(self, epoch: int, total_steps: int) -> None:
         from rich.progress import (

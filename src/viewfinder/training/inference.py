@@ -55,8 +55,8 @@ def run_inference(
     for batch in loader:
         if batch is None:
             continue
-        batch = prepare_batch(batch, numerics.channels_last)
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        batch = prepare_batch(task.transform_batch(batch, train=False), numerics.channels_last)
         with autocast(device, numerics):
             out = task.step(model, batch)
         if labelled:

@@ -47,6 +47,18 @@ def resolve_workers(setting: int | str) -> int:
     return 0 if (cpus or 1) <= 2 else min(8, (cpus or 1) - 1)
 
 
+def rss_mb() -> float:
+    """Resident memory of this process and its loader workers, in MiB."""
+    import psutil
+
+    process = psutil.Process()
+    total = process.memory_info().rss
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += child.memory_info().rss
+    return total / 2**20
+
+
 def make_loader(dataset: Any, task: Task, cfg: RunConfig, *, train: bool) -> DataLoader:
     batch_size = cfg.train.batch_size
     workers = resolve_workers(cfg.data.num_workers)
@@ -97,7 +109,7 @@ def evaluate(model, loader, task: Task, accelerator, numerics: Numerics) -> tupl
     for batch in loader:
         if batch is None:
             continue
-        batch = prepare_batch(batch, numerics.channels_last)
+        batch = prepare_batch(task.transform_batch(batch, train=False), numerics.channels_last)
         with autocast(accelerator.device, numerics):
             out = task.step(model, batch)
         n = out["outputs"].shape[0]
@@ -137,6 +149,7 @@ class Trainer:
             "bad_epochs": 0, "skipped_images": 0, "epoch_loss_sum": 0.0, "epoch_steps": 0,
         }  # fmt: skip
         self.status = "running"
+        self.peak_rss_mb = 0.0
 
     # --- setup ----------------------------------------------------------------------------------
     def setup(self, resume: bool) -> None:
@@ -170,6 +183,9 @@ class Trainer:
         if self.numerics.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.accelerator = acc = make_accelerator(cfg.train.seed)
+        model = task.training_model(model, self.numerics, acc.device)
+        if cfg.train.compile:
+            model.compile()  # in place: state_dict keys and checkpoints stay unchanged
         self.train_set = task.dataset("train", train=True)
         val_set = task.dataset("val", train=False)
         train_loader = make_loader(self.train_set, task, cfg, train=True)
@@ -204,6 +220,7 @@ class Trainer:
             "numerics_reason": self.numerics.reason, "train_images": len(self.train_set),
             "val_images": self.val_images, "processes": acc.num_processes,
             "device": acc.device.type,
+            "data": {k: vars(v) for k, v in self.task.data_reports.items()},
         }  # fmt: skip
 
     # --- checkpoints ----------------------------------------------------------------------------
@@ -244,8 +261,9 @@ class Trainer:
                 break
             if batch is None:
                 continue
-            batch = prepare_batch(batch, self.numerics.channels_last)
             torch.manual_seed(sample_seed(cfg.train.seed, epoch, index) + acc.process_index)
+            batch = self.task.transform_batch(batch, train=True)
+            batch = prepare_batch(batch, self.numerics.channels_last)
             sync = (index + 1) % accum == 0 or index + 1 == self.steps_per_epoch
             with contextlib.nullcontext() if sync else acc.no_sync(model):
                 with autocast(acc.device, self.numerics):
@@ -270,8 +288,10 @@ class Trainer:
                 every = cfg.train.checkpoint_every_steps
                 if every and self.progress["global_step"] % every == 0:
                     self.save_checkpoint()
-            seen += batch["image"].shape[0] * acc.num_processes
+            seen += len(batch["index"]) * acc.num_processes
             self.progress["skipped_images"] += int(batch.get("skipped", 0))
+            if index % 20 == 0:
+                self.check_memory()
             elapsed = time.perf_counter() - start
             self._emit("on_step_end", {
                 "epoch": epoch, "batch": index, "global_step": self.progress["global_step"],
@@ -284,6 +304,16 @@ class Trainer:
             "images_per_second": seen / max(elapsed, 1e-9),
         }
 
+    def check_memory(self) -> None:
+        """Track peak RSS; past ``train.max_rss_gb`` stop with a clear line (after a checkpoint)."""
+        self.peak_rss_mb = max(self.peak_rss_mb, rss_mb())
+        budget = self.cfg.train.max_rss_gb
+        if budget and self.peak_rss_mb > budget * 1024:
+            raise UserError(
+                f"memory use {self.peak_rss_mb / 1024:.1f} GB passed train.max_rss_gb={budget}; "
+                "lower batch_size or num_workers, or raise the budget (resume with --resume)"
+            )
+
     def end_epoch(self, epoch: int, train_stats: dict[str, float]) -> bool:
         """Validate, log, checkpoint; returns True when early stopping says stop."""
         cfg, acc = self.cfg, self.accelerator
@@ -294,6 +324,8 @@ class Trainer:
         record.update({f"val_{k}": v for k, v in values.items()})
         record["learning_rate"] = self.optimizer.param_groups[0]["lr"]
         record["eval_time"] = time.perf_counter() - eval_start
+        self.check_memory()
+        record["peak_rss_mb"] = round(self.peak_rss_mb, 1)
         current = values[cfg.train.monitor]
         best = self.progress["best"]
         better = max if cfg.train.monitor_mode == "max" else min

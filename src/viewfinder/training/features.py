@@ -1,0 +1,128 @@
+"""Extract frozen-backbone features once and keep them in the feature cache.
+
+The key covers everything the features depend on: the backbone's weights (a hash of its tensors,
+so a fine-tuned or re-seeded backbone never reuses stale features), the image files (path, size,
+mtime), the input size and normalisation, and the views (original, horizontal flip).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from viewfinder.data.cache import file_key, load_features, save_features
+from viewfinder.data.dataset import ImageDataset, collate_skipping, sample_seed
+from viewfinder.models.frozen import frozen_parts
+from viewfinder.training.precision import Numerics
+
+VIEWS = {False: ("original",), True: ("original", "hflip")}
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    digest = hashlib.sha1()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def feature_key(model: torch.nn.Module, paths: Sequence[Path], spec: dict[str, Any]) -> str:
+    digest = hashlib.sha1(weights_digest(model).encode())
+    digest.update(json.dumps(spec, sort_keys=True).encode())
+    for path in paths:
+        digest.update(file_key(path).encode())
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def extract_features(
+    model: torch.nn.Module,
+    dataset: ImageDataset,
+    transform: Any,
+    numerics: Numerics,
+    device: torch.device,
+    *,
+    flip: bool,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """(N, V, ...) float32 features of every image (V = 2 with the flipped view)."""
+    features_fn, _ = frozen_parts(model)
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skipping)
+    out: np.ndarray | None = None
+    dtype = torch.bfloat16 if numerics.precision == "bf16" else torch.float16
+    for batch in loader:
+        if batch is None:
+            continue
+        images = transform(batch["image"].to(device))
+        views = [images, images.flip(-1)] if flip else [images]
+        feats = []
+        for view in views:
+            if numerics.channels_last:
+                view = view.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype, enabled=numerics.precision != "fp32"):
+                feats.append(features_fn(view).float().cpu())
+        stacked = torch.stack(feats, dim=1).numpy()
+        if out is None:
+            out = np.zeros((len(dataset), *stacked.shape[1:]), dtype=np.float32)
+        out[batch["index"].numpy()] = stacked
+    if out is None:
+        raise RuntimeError("no image could be read for feature extraction")
+    return out
+
+
+def cached_features(
+    model: torch.nn.Module,
+    dataset: ImageDataset,
+    transform: Any,
+    numerics: Numerics,
+    device: torch.device,
+    *,
+    flip: bool,
+    cache_root: Path,
+    spec: dict[str, Any],
+) -> tuple[np.ndarray, bool]:
+    """Features from the cache, extracting and storing them on a miss; (array, was_cached)."""
+    key = feature_key(model, [r.path for r in dataset.records], {**spec, "views": VIEWS[flip]})
+    found = load_features(cache_root, key)
+    if found is not None:
+        return found, True
+    array = extract_features(model, dataset, transform, numerics, device, flip=flip)
+    save_features(cache_root, key, array)
+    return array, False
+
+
+class FeatureDataset(Dataset):
+    """Cached features -> ``{"features": (V', ...), "target", "index"}``.
+
+    Training draws one view per sample per epoch (seeded like image augmentation); evaluation
+    returns every view, and ``FeatureClassifier`` averages their logits (flip TTA).
+    """
+
+    def __init__(
+        self, features: np.ndarray, targets: Sequence[int] | None, *, train: bool, seed: int = 0
+    ) -> None:
+        self.features = features
+        self.targets = list(targets) if targets is not None else None
+        self.train, self.seed = train, seed
+        self.epoch = 0
+        self.records: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        views = self.features[index]
+        if self.train and len(views) > 1:
+            rng = np.random.default_rng(sample_seed(self.seed, self.epoch, index))
+            pick = int(rng.integers(len(views)))
+            views = views[pick : pick + 1]
+        target = self.targets[index] if self.targets is not None else -1
+        return {"features": torch.from_numpy(np.array(views)), "target": target, "index": index}
