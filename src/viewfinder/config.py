@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from viewfinder.errors import UserError, did_you_mean
 
@@ -26,6 +26,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(
         frozen=True, extra="forbid", protected_namespaces=(), coerce_numbers_to_str=True
     )
+
+
+TTA_VIEWS = ("none", "hflip", "vflip", "scale")
 
 
 class DataConfig(_Section):
@@ -47,6 +50,23 @@ class DataConfig(_Section):
     cache: bool = True  # decode each image once into the on-disk cache (see data/cache.py)
     cache_dir: str | None = None  # default: $VIEWFINDER_CACHE_DIR or ~/.cache/viewfinder
     cache_max_gb: float = Field(20.0, gt=0.0)
+    sampler: Literal["uniform", "inverse", "sqrt", "effective", "repeat_factor"] = "uniform"
+    folds: int | None = Field(None, ge=2)  # stratified k-fold: train every fold (see api.train)
+    fold: int | None = Field(None, ge=0)  # which fold is validation (set per fold by k-fold runs)
+    label_map: str | None = None  # CSV fine,coarse: a coarse task derived from fine labels
+    label_level: Literal["coarse", "fine"] = "coarse"  # with label_map: which level to train
+    tta: str = "none"  # test-time views joined by "+": hflip, vflip, scale (e.g. hflip+scale)
+    mixup: float = Field(0.0, ge=0.0)  # mixup alpha (0 = off); soft targets
+    cutmix: float = Field(0.0, ge=0.0)  # cutmix alpha (0 = off); with mixup, one per batch
+
+    @field_validator("tta")
+    @classmethod
+    def _check_tta(cls, value: str) -> str:
+        views = [v.strip() for v in value.split("+") if v.strip()]
+        unknown = [v for v in views if v not in TTA_VIEWS]
+        if unknown or not views or ("none" in views and len(views) > 1):
+            raise ValueError(f"tta views are none or a '+'-list of {', '.join(TTA_VIEWS[1:])}")
+        return "+".join(views)
 
 
 class ModelConfig(_Section):
@@ -59,6 +79,7 @@ class ModelConfig(_Section):
     attention_heads: int = Field(4, ge=1)
     freeze_backbone: bool = False  # train the head only, on features extracted once and cached
     feature_flip: bool = False  # frozen mode: also cache flipped-image features (augment + TTA)
+    reinit_head: bool = False  # re-initialise the classifier after loading weights= (cRT)
 
 
 class TrainConfig(_Section):
@@ -73,6 +94,11 @@ class TrainConfig(_Section):
     scheduler: Literal["cosine", "onecycle", "constant"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    loss: Literal["ce", "focal", "balanced_softmax", "logit_adjusted"] = "ce"
+    class_weights: Literal["none", "inverse", "sqrt", "effective"] = "none"
+    focal_gamma: float = Field(2.0, ge=0.0)
+    logit_tau: float = Field(1.0, ge=0.0)  # tau of the logit-adjusted loss
+    posthoc: Literal["none", "logit_adjust", "tau_norm"] = "none"  # tuned on val after training
     grad_accum_steps: int = Field(1, ge=1)
     clip_grad_norm: float | None = Field(None, gt=0.0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

@@ -52,7 +52,10 @@ def default_cache_dir() -> Path:
 def file_key(path: str | Path) -> str:
     """Identity of an image file: absolute path, size and mtime (an edited file gets a new key)."""
     resolved = Path(path).resolve()
-    stat = resolved.stat()
+    try:
+        stat = resolved.stat()
+    except OSError:  # missing: a key that is never stored, so decoding reports the file
+        return hashlib.sha1(f"missing\0{resolved}".encode()).hexdigest()
     text = f"{resolved}\0{stat.st_size}\0{stat.st_mtime_ns}"
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
@@ -95,7 +98,7 @@ class ImageStore:
         finally:
             db.close()
 
-    def _locate(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+    def locate(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
         found: dict[str, tuple[str, int]] = {}
         with self._db() as db:
             for start in range(0, len(keys), 500):
@@ -109,7 +112,7 @@ class ImageStore:
 
     def missing(self, keys: Sequence[str]) -> list[int]:
         """Positions of ``keys`` not in the store yet."""
-        found = self._locate(keys)
+        found = self.locate(keys)
         return [i for i, key in enumerate(keys) if key not in found]
 
     def fill(
@@ -125,14 +128,18 @@ class ImageStore:
         name = uuid.uuid4().hex
         tmp = self.dir / f".{name}.tmp"
         written: list[tuple[str, str, int]] = []
-        with open(tmp, "wb") as handle:
-            for position, array in arrays:
-                if array is None:
-                    continue
-                if array.shape != (self.size, self.size, 3) or array.dtype != np.uint8:
-                    raise ValueError(f"cache record has shape {array.shape}, {array.dtype}")
-                handle.write(np.ascontiguousarray(array).tobytes())
-                written.append((keys[position], name, len(written)))
+        try:
+            with open(tmp, "wb") as handle:
+                for position, array in arrays:
+                    if array is None:
+                        continue
+                    if array.shape != (self.size, self.size, 3) or array.dtype != np.uint8:
+                        raise ValueError(f"cache record has shape {array.shape}, {array.dtype}")
+                    handle.write(np.ascontiguousarray(array).tobytes())
+                    written.append((keys[position], name, len(written)))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         if not written:
             tmp.unlink()
             return
@@ -140,10 +147,12 @@ class ImageStore:
         with self._db() as db:
             db.executemany("INSERT OR IGNORE INTO entries VALUES (?, ?, ?)", written)
             db.execute("INSERT INTO shards VALUES (?, ?, ?)", (name, len(written), time.time()))
-        self._evict(keep={name})
 
-    def _evict(self, keep: set[str]) -> None:
-        """Drop least-recently-used shards until the store fits ``max_bytes``."""
+    def evict(self, keep: set[str]) -> None:
+        """Drop least-recently-used shards (never those in ``keep``) until within ``max_bytes``.
+
+        Call under the writer lock.
+        """
         with self._db() as db:
             shards = db.execute("SELECT name, rows FROM shards ORDER BY last_used").fetchall()
             total = sum(rows for _, rows in shards) * self.record_bytes
@@ -163,12 +172,13 @@ class ImageStore:
     def open(self, keys: Sequence[str]) -> CachedImages:
         """A reader for ``keys`` (each must be stored); marks their shards as recently used."""
         with self.lock(exclusive=False):
-            found = self._locate(keys)
+            found = self.locate(keys)
             shards = sorted({shard for shard, _ in found.values()})
             reader = CachedImages(self.dir, self.size, shards)
             index = {name: i for i, name in enumerate(shards)}
             where = [(index[found[k][0]], found[k][1]) if k in found else (-1, -1) for k in keys]
             reader.locations = np.asarray(where, dtype=np.int64).reshape(-1, 2)
+            reader.open_shards()  # now, under the lock: an open shard survives later eviction
         with self._db() as db:
             db.executemany(
                 "UPDATE shards SET last_used = ? WHERE name = ?", [(time.time(), s) for s in shards]
@@ -189,8 +199,9 @@ class CachedImages:
         self._fds: list[int] = []
         self._pid = -1
 
-    def _ensure_open(self) -> None:
-        if self._pid != os.getpid():
+    def open_shards(self) -> None:
+        """Open every shard (a forked worker inherits the descriptors; pread shares them)."""
+        if not self._fds:
             self._fds = [os.open(self.folder / f"{name}.u8", os.O_RDONLY) for name in self.shards]
             self._pid = os.getpid()
 
@@ -201,7 +212,7 @@ class CachedImages:
         shard, row = self.locations[position]
         if shard < 0:
             return None
-        self._ensure_open()
+        self.open_shards()
         data = os.pread(self._fds[shard], self.record_bytes, int(row) * self.record_bytes)
         return np.frombuffer(data, dtype=np.uint8).reshape(self.size, self.size, 3)
 
@@ -233,6 +244,7 @@ def ensure_cached(
             todo = store.missing(keys)  # another run may have filled them meanwhile
             if todo:
                 store.fill(keys, decode(paths, todo))
+                store.evict(keep={shard for shard, _ in store.locate(keys).values()})
     return store.open(keys)
 
 

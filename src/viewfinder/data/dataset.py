@@ -72,14 +72,14 @@ class _DecodeSet(Dataset):
     def __len__(self) -> int:
         return len(self.positions)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None]:
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str]:
+        """(position, array, "") or (position, None, reason): errors cross worker processes
+        as data, so the main process raises the one-line ``BadImageError`` itself."""
         position = self.positions[i]
         try:
-            return position, decode_resized(self.paths[position], self.size)
-        except BadImageError:
-            if self.skip:
-                return position, None
-            raise
+            return position, decode_resized(self.paths[position], self.size), ""
+        except BadImageError as error:
+            return position, None, error.reason
 
 
 def _as_list(items: list[Any]) -> list[Any]:
@@ -92,14 +92,38 @@ def decode_many(
     """Decode ``paths[positions]`` in ``workers`` processes (in-process for few images)."""
     decode_set = _DecodeSet(paths, positions, size, skip)
     if workers <= 0 or len(positions) < 64:
-        yield from (decode_set[i] for i in range(len(decode_set)))
-        return
-    loader = DataLoader(decode_set, batch_size=32, num_workers=workers, collate_fn=_as_list)
-    for chunk in loader:
-        yield from chunk
+        items: Iterator[Any] = (decode_set[i] for i in range(len(decode_set)))
+    else:
+        loader = DataLoader(decode_set, batch_size=32, num_workers=workers, collate_fn=_as_list)
+        items = (item for chunk in loader for item in chunk)
+    for position, array, reason in items:
+        if array is None and not skip:
+            raise BadImageError(paths[position], reason)
+        yield position, array
 
 
-class ImageDataset(Dataset):
+class EpochAware:
+    """The epoch number in shared memory, so persistent loader workers see each new epoch.
+
+    Per-sample seeds depend on the epoch; workers forked once (``persistent_workers``) keep a
+    copy of the dataset, but a shared-memory tensor stays shared between them and the trainer.
+    """
+
+    _epoch_tensor: torch.Tensor
+
+    def _init_epoch(self) -> None:
+        self._epoch_tensor = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch_tensor[0])
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch_tensor[0] = value
+
+
+class ImageDataset(EpochAware, Dataset):
     """Records -> ``{"image": uint8 (3, S, S), "target", "index"}``; ``None`` for a skipped file."""
 
     def __init__(
@@ -120,7 +144,7 @@ class ImageDataset(Dataset):
         self.on_bad_image = on_bad_image
         self.sample_transform = sample_transform
         self.cache = cache
-        self.epoch = 0  # set by the trainer before each epoch (workers are re-created per epoch)
+        self._init_epoch()  # the trainer sets .epoch before each epoch
 
     def __len__(self) -> int:
         return len(self.records)

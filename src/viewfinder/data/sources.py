@@ -442,3 +442,37 @@ def read_unlabelled(
     a class-per-folder tree (a folder with sub-folders and no loose images; labels = folder names).
     """
     return _read_unlabelled(path, image_column=image_column, id_column=id_column)
+
+
+def read_label_map(path: str | Path) -> dict[str, str]:
+    """A label map CSV: two columns, fine label -> coarse label (header row optional).
+
+    e.g. ``apple,fruit`` / ``carrot,vegetable``: derives a coarse task from fine labels.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"label map not found: {p}")
+    with p.open(newline="", encoding="utf-8-sig") as handle:
+        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    if rows and [c.strip().lower() for c in rows[0][:2]] in (
+        ["fine", "coarse"],
+        ["label", "group"],
+    ):
+        rows = rows[1:]
+    bad = next((row for row in rows if len(row) < 2 or not row[1].strip()), None)
+    if bad is not None or not rows:
+        raise UserError(f"{p}: each row must be fine_label,coarse_label (bad row: {bad})")
+    return {row[0].strip(): row[1].strip() for row in rows}
+
+
+def map_labels(records: list[ImageRecord], label_map: str | Path | None) -> list[ImageRecord]:
+    """Records with their labels mapped through ``label_map`` (unchanged when it is None)."""
+    if label_map is None:
+        return records
+    mapping = read_label_map(label_map)
+    missing = sorted({r.label for r in records if r.label is not None} - mapping.keys())
+    if missing:
+        raise UserError(f"{label_map}: no coarse label for {missing[:3]} (add rows fine,coarse)")
+    return [
+        ImageRecord(r.id, r.path, None if r.label is None else mapping[r.label]) for r in records
+    ]

@@ -18,7 +18,8 @@ are never cut off. Flips can be turned off (``hflip=false``) for orientation-dep
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +87,7 @@ class BatchTransform:
 
     def geometry(self, images: torch.Tensor) -> torch.Tensor:
         """Crop/flip/resize as float32 in 0..255 (before normalisation)."""
-        x = images.float()
+        x = images.to(torch.float32, copy=True)  # never normalise the caller's tensor in place
         size = (self.image_size, self.image_size)
         if self.scale is None and not (self.hflip or self.vflip):
             if x.shape[-2:] != size:
@@ -105,3 +106,72 @@ class BatchTransform:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return self.normalize(self.geometry(images))
+
+
+def mix_transform(mixup: float, cutmix: float, num_classes: int) -> Callable[..., Any]:
+    """Batch mixup and/or cutmix (one of them per batch when both are on): soft targets.
+
+    torchvision v2's MixUp/CutMix rather than timm's ``Mixup``: they draw from torch's generator,
+    which the loop seeds per step, so resumed runs stay exact (timm's draws from NumPy's global
+    state).
+    """
+    ops: list[v2.Transform] = []
+    if mixup > 0:
+        ops.append(v2.MixUp(alpha=mixup, num_classes=num_classes))
+    if cutmix > 0:
+        ops.append(v2.CutMix(alpha=cutmix, num_classes=num_classes))
+    return ops[0] if len(ops) == 1 else v2.RandomChoice(ops)
+
+
+# --- Test-time augmentation -------------------------------------------------------------------
+
+TTA_VIEWS = ("hflip", "vflip", "scale")
+IDENTITY = "identity"
+SCALE_VIEW_AREA = 0.875  # the ``scale`` view: a centre crop of this fraction of the image area
+
+
+def tta_views(spec: str) -> list[str]:
+    """The views of a ``data.tta`` spec: the image itself, then each listed view.
+
+    Views add up (``hflip+vflip`` is 3 views: original, h-flipped, v-flipped), they are not
+    multiplied into every combination: a few views give most of the gain, and orientation-bound
+    classes can take ``scale`` alone (no flip ever touches them).
+    """
+    from viewfinder.errors import UserError
+
+    names = [v.strip() for v in spec.split("+") if v.strip()]
+    unknown = [v for v in names if v not in TTA_VIEWS]
+    if (unknown and names != ["none"]) or not names:
+        choices = ", ".join(TTA_VIEWS)
+        raise UserError(f"tta={spec!r}: use none or a '+'-list of {choices} (e.g. hflip+scale)")
+    return [IDENTITY, *dict.fromkeys(v for v in names if v != "none")]
+
+
+def apply_view(images: torch.Tensor, view: str) -> torch.Tensor:
+    """One TTA view of a uint8 (B, 3, S, S) batch, before resize/normalise (flips are exact).
+
+    ``scale`` is a centre crop of ``SCALE_VIEW_AREA`` of the area (side x ~0.935); the eval
+    transform resizes it back to the model's size, so objects appear ~7 % larger (multi-scale).
+    """
+    if view == IDENTITY:
+        return images
+    if view == "hflip":
+        return images.flip(-1)
+    if view == "vflip":
+        return images.flip(-2)
+    if view == "scale":
+        side = math.sqrt(SCALE_VIEW_AREA)
+        height, width = images.shape[-2:]
+        h, w = max(1, round(height * side)), max(1, round(width * side))
+        top, left = (height - h) // 2, (width - w) // 2
+        return images[..., top : top + h, left : left + w]
+    raise ValueError(f"unknown TTA view {view!r}")
+
+
+def tta_images(
+    images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor], views: Sequence[str]
+) -> Iterator[torch.Tensor]:
+    """Each view of a uint8 batch through the eval transform (e.g. ``BatchTransform(train=False)``):
+    float (B, 3, size, size) tensors, one per view, in ``views`` order."""
+    for view in views:
+        yield transform(apply_view(images, view))

@@ -43,6 +43,17 @@ def freeze_backbone(model: nn.Module) -> int:
     return sum(p.numel() for p in head.parameters())
 
 
+def reset_head(model: nn.Module) -> None:
+    """Re-initialise the head's parameters (classifier re-training, Kang et al. ICLR 2020)."""
+    _, head = frozen_parts(model)
+    for module in head.modules():
+        reset = getattr(module, "reset_parameters", None) or getattr(
+            module, "_reset_parameters", None
+        )  # nn.MultiheadAttention names it _reset_parameters
+        if reset is not None:
+            reset()
+
+
 class FeatureClassifier(nn.Module):
     """The module the trainer optimises in frozen mode: ``forward(features) -> logits``.
 

@@ -67,6 +67,10 @@ class Task(ABC):
     def collate(self, items: list[Any]) -> dict[str, Any] | None:
         """Batch a list of dataset items (``None`` when every item was a skipped bad file)."""
 
+    def train_sampler(self, dataset: Dataset) -> Any:
+        """A sampler for the training loader (None = shuffle uniformly)."""
+        return None
+
     def transform_batch(self, batch: dict[str, Any], *, train: bool) -> dict[str, Any]:
         """Batched augmentation/normalisation on the device, after collation (default: none)."""
         return batch

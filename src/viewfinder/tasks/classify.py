@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +22,50 @@ from torch.utils.data import Dataset
 from viewfinder.data.cache import stored_size
 from viewfinder.data.dataset import build_image_dataset, collate_skipping
 from viewfinder.data.images import scan_images
-from viewfinder.data.sampling import read_split, stratified_split, write_split
-from viewfinder.data.sources import ImageRecord, read_classification, read_unlabelled
-from viewfinder.data.transforms import BatchTransform, sample_transform
+from viewfinder.data.sampling import (
+    build_sampler,
+    read_split,
+    stratified_kfold,
+    stratified_split,
+    write_split,
+)
+from viewfinder.data.sources import (
+    ImageRecord,
+    map_labels,
+    read_classification,
+    read_unlabelled,
+)
+from viewfinder.data.transforms import BatchTransform, mix_transform, sample_transform
 from viewfinder.errors import UserError
 from viewfinder.metrics.classification import (
     ClassificationMetrics,
     format_per_class_report,
     plot_confusion_matrix,
 )
+from viewfinder.metrics.longtail import frequency_groups, group_accuracy, plot_confident_mistakes
 from viewfinder.models.backbones import data_config
 from viewfinder.models.classifier import backbone_of, build_classifier
-from viewfinder.models.frozen import FeatureClassifier, freeze_backbone
+from viewfinder.models.frozen import FeatureClassifier, freeze_backbone, reset_head
 from viewfinder.tasks.base import Task
 from viewfinder.training.features import FeatureDataset, cached_features
+from viewfinder.training.losses import build_loss
 
 SPLITS = ("train", "val", "test")
 
 
 class _Metrics:
-    """Adapts ``ClassificationMetrics`` to the task contract's ``update(outputs, batch)``."""
+    """Adapts ``ClassificationMetrics`` to the task contract's ``update(outputs, batch)``.
 
-    def __init__(self, num_classes: int, class_names: list[str]) -> None:
+    Adds accuracy on head/medium/tail classes (split by training frequency) and keeps each
+    image's probabilities for the most-confident-mistakes view.
+    """
+
+    def __init__(self, num_classes: int, class_names: list[str], groups: list[str]) -> None:
         self.inner = ClassificationMetrics(num_classes, class_names)
+        self.groups = groups
+        self.probs: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+        self.indices: list[torch.Tensor] = []
 
     def to(self, device: torch.device) -> _Metrics:
         self.inner.to(device)
@@ -51,15 +73,24 @@ class _Metrics:
 
     def update(self, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
         self.inner.update(outputs.float(), batch["target"])
+        self.probs.append(outputs.float().softmax(dim=1).cpu())
+        self.targets.append(batch["target"].cpu())
+        self.indices.append(batch["index"].cpu())
 
     def compute(self) -> dict[str, float]:
-        return self.inner.compute()
+        values = self.inner.compute()
+        if self.groups:
+            values.update(group_accuracy(self.inner.confusion_matrix(), self.groups))
+        return values
 
 
 class ClassifyTask(Task):
     name = "classify"
     record_fields = ("id", "path", "label")
-    metric_names = ("accuracy", "top5_accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")
+    metric_names = (
+        "accuracy", "top5_accuracy", "macro_f1", "weighted_f1", "balanced_accuracy",
+        "head_accuracy", "medium_accuracy", "tail_accuracy",
+    )  # fmt: skip
 
     def __init__(self, cfg, run_dir) -> None:
         super().__init__(cfg, run_dir)
@@ -67,6 +98,9 @@ class ClassifyTask(Task):
         self.id_column = "id"
         self.label_column = "label"
         self.splits: dict[str, list[ImageRecord]] = {}
+        self.records_seen: list[ImageRecord] = []  # of the last dataset built (mistakes view)
+        self.loss_fn: nn.Module | None = None
+        self._mix: Any = None
         self._norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
         self._batch_transforms: dict[bool, BatchTransform] = {}
         self._frozen: tuple[nn.Module, Any, torch.device] | None = None  # set by training_model
@@ -83,13 +117,8 @@ class ClassifyTask(Task):
             id_column=data.id_column,
             test_path=data.test_path,
         )
-        train, val = source.train, source.val
-        if not val:
-            train_idx, val_idx = stratified_split(
-                [r.label for r in train], val_fraction=data.val_fraction, seed=self.cfg.train.seed
-            )
-            train, val = [train[i] for i in train_idx], [train[i] for i in val_idx]
-        splits = {"train": train, "val": val, "test": source.test}
+        train, val = self._split(self._level(source.train), source.val)
+        splits = {"train": train, "val": val, "test": self._level(source.test)}
         splits, skipped = self._drop_bad_images(splits)
         self.splits = splits
         self.classes = sorted({r.label for r in splits["train"] if r.label is not None})
@@ -105,6 +134,38 @@ class ClassifyTask(Task):
             "split_sizes": {k: len(v) for k, v in splits.items()},
             "skipped_images": len(skipped),
         }
+
+    def _level(self, records: list[ImageRecord]) -> list[ImageRecord]:
+        """Labels at the trained level: coarse (through ``data.label_map``) or as given."""
+        d = self.cfg.data
+        return map_labels(records, d.label_map) if d.label_level == "coarse" else records
+
+    def _split(
+        self, train: list[ImageRecord], val: list[ImageRecord]
+    ) -> tuple[list[ImageRecord], list[ImageRecord]]:
+        """Train/val: the data's own val split, else a stratified one, or fold ``data.fold``.
+
+        k-fold pools the labelled train and val images and holds out fold ``data.fold`` of
+        ``data.folds`` (the test split is never part of any fold).
+        """
+        data, seed = self.cfg.data, self.cfg.train.seed
+        val = self._level(val)
+        if data.fold is not None or data.folds is not None:
+            if data.fold is None or data.folds is None or data.fold >= data.folds:
+                raise UserError(
+                    f"data.fold={data.fold} needs data.folds > fold (got folds={data.folds})"
+                )
+            pool = train + val
+            train_idx, val_idx = stratified_kfold([r.label for r in pool], data.folds, seed)[
+                data.fold
+            ]
+            return [pool[i] for i in train_idx], [pool[i] for i in val_idx]
+        if val:
+            return train, val
+        train_idx, val_idx = stratified_split(
+            [r.label for r in train], val_fraction=data.val_fraction, seed=seed
+        )
+        return [train[i] for i in train_idx], [train[i] for i in val_idx]
 
     def _drop_bad_images(
         self, splits: dict[str, list[ImageRecord]]
@@ -175,6 +236,7 @@ class ClassifyTask(Task):
             sample_transform=sample_transform(d.augment) if train and not frozen else None,
         )
         self.data_reports[split if data is None else "data"] = report
+        self.records_seen = records
         return self._feature_dataset(dataset, report, train=train) if frozen else dataset
 
     def _feature_dataset(self, images: Any, report: Any, *, train: bool) -> Dataset:
@@ -211,32 +273,64 @@ class ClassifyTask(Task):
     def transform_batch(self, batch: dict[str, Any], *, train: bool) -> dict[str, Any]:
         if "image" not in batch:  # frozen mode: cached features
             return batch
-        return {**batch, "image": self._transform(train=train)(batch["image"])}
+        batch = {**batch, "image": self._transform(train=train)(batch["image"])}
+        d = self.cfg.data
+        if train and (d.mixup > 0 or d.cutmix > 0):
+            if self._mix is None:
+                self._mix = mix_transform(d.mixup, d.cutmix, len(self.classes))
+            batch["image"], batch["soft_target"] = self._mix(batch["image"], batch["target"])
+        return batch
 
     def collate(self, items: list[Any]) -> dict[str, Any] | None:
         return collate_skipping(items)
+
+    def class_counts(self) -> list[int]:
+        """Training images per class (the prior that re-balancing uses)."""
+        counts = Counter(r.label for r in self.splits.get("train", []))
+        return [counts.get(c, 0) for c in self.classes]
+
+    def train_sampler(self, dataset: Any) -> Any:
+        """``data.sampler``: class-balanced or repeat-factor sampling (None = plain shuffling)."""
+        return build_sampler(self.cfg.data.sampler, dataset.targets, seed=self.cfg.train.seed)
 
     # --- model ----------------------------------------------------------------------------------
     def build_model(self) -> tuple[nn.Module, str]:
         model, note = build_classifier(self.cfg.model, len(self.classes))
         self._norm = data_config(backbone_of(model))
+        if self.cfg.model.reinit_head:
+            reset_head(model)
+            note += ", classifier re-initialised"
         if self.cfg.model.freeze_backbone:
             trainable = freeze_backbone(model)
             note += f", backbone frozen ({trainable:,} trainable parameters)"
+        t = self.cfg.train
+        self.loss_fn = build_loss(
+            t.loss, self.class_counts() or [1] * len(self.classes), weights=t.class_weights,
+            focal_gamma=t.focal_gamma, tau=t.logit_tau, label_smoothing=t.label_smoothing,
+        )  # fmt: skip
         return model, note
 
     def step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Training uses the recipe's loss (``train.loss``); evaluation always plain CE.
+
+        Balanced-softmax and logit-adjusted losses train raw logits to be balanced, so validation
+        loss on raw logits (plain CE) is the number that compares across recipes.
+        """
         logits = model(batch["features"] if "features" in batch else batch["image"])
         target = batch["target"]
         if bool((target < 0).any()):
             return {"loss": logits.new_zeros(()), "outputs": logits}
-        loss = F.cross_entropy(
-            logits.float(), target, label_smoothing=self.cfg.train.label_smoothing
-        )
+        if model.training and self.loss_fn is not None:
+            self.loss_fn.to(logits.device)
+            loss = self.loss_fn(logits.float(), batch.get("soft_target", target))
+        else:
+            loss = F.cross_entropy(logits.float(), target)
         return {"loss": loss, "outputs": logits}
 
     def metrics(self) -> _Metrics:
-        return _Metrics(len(self.classes), self.classes)
+        counts = self.class_counts()
+        groups = frequency_groups(counts) if any(counts) and len(self.classes) >= 3 else []
+        return _Metrics(len(self.classes), self.classes, groups)
 
     # --- results --------------------------------------------------------------------------------
     def submission_columns(self, probabilities: bool = False) -> list[str]:
@@ -261,7 +355,7 @@ class ClassifyTask(Task):
     def report(self, metrics: _Metrics, out_dir: Path) -> dict[str, Any]:
         out_dir.mkdir(parents=True, exist_ok=True)
         inner = metrics.inner
-        summary = inner.compute()
+        summary = metrics.compute()
         rows = inner.per_class()
         (out_dir / "report.txt").write_text(format_per_class_report(rows) + "\n")
         with open(out_dir / "per_class.csv", "w", newline="") as f:
@@ -273,4 +367,11 @@ class ClassifyTask(Task):
         plot_confusion_matrix(
             matrix, self.classes, out_dir / "confusion_matrix_normalized.png", normalize=True
         )
+        if metrics.probs and len(self.records_seen) > 0:
+            indices = torch.cat(metrics.indices).numpy()
+            plot_confident_mistakes(
+                [self.records_seen[i].path for i in indices], torch.cat(metrics.probs).numpy(),
+                torch.cat(metrics.targets).numpy(), self.classes,
+                out_dir / "confident_mistakes.png",
+            )  # fmt: skip
         return summary

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from viewfinder.data.cache import file_key, load_features, save_features
-from viewfinder.data.dataset import ImageDataset, collate_skipping, sample_seed
+from viewfinder.data.dataset import EpochAware, ImageDataset, collate_skipping, sample_seed
 from viewfinder.models.frozen import frozen_parts
 from viewfinder.training.precision import Numerics
 
@@ -99,7 +99,7 @@ def cached_features(
     return array, False
 
 
-class FeatureDataset(Dataset):
+class FeatureDataset(EpochAware, Dataset):
     """Cached features -> ``{"features": (V', ...), "target", "index"}``.
 
     Training draws one view per sample per epoch (seeded like image augmentation); evaluation
@@ -112,7 +112,7 @@ class FeatureDataset(Dataset):
         self.features = features
         self.targets = list(targets) if targets is not None else None
         self.train, self.seed = train, seed
-        self.epoch = 0
+        self._init_epoch()
         self.records: list[Any] = []
 
     def __len__(self) -> int:

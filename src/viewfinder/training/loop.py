@@ -62,13 +62,16 @@ def rss_mb() -> float:
 def make_loader(dataset: Any, task: Task, cfg: RunConfig, *, train: bool) -> DataLoader:
     batch_size = cfg.train.batch_size
     workers = resolve_workers(cfg.data.num_workers)
+    sampler = task.train_sampler(dataset) if train else None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=train,
+        shuffle=train and sampler is None,
+        sampler=sampler,
         drop_last=train and len(dataset) >= batch_size,  # no 1-image batches for BatchNorm
         collate_fn=task.collate,
         num_workers=workers,
+        persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
 
@@ -247,7 +250,7 @@ class Trainer:
         acc, cfg, model = self.accelerator, self.cfg, self.model
         accum = cfg.train.grad_accum_steps
         first = self.progress["batch"]
-        self.train_set.epoch = epoch  # workers are re-created each epoch and copy this
+        self.train_set.epoch = epoch  # shared memory: persistent workers see it
         self.train_loader.set_epoch(epoch)
         loader = acc.skip_first_batches(self.train_loader, first) if first else self.train_loader
         model.train()
