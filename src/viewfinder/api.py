@@ -6,6 +6,9 @@
 
 Run folders follow one layout: ``<output_dir>/<task>/<name>/{config.yaml, metrics.jsonl,
 summary.json, best.safetensors, last.safetensors, last.state.safetensors, split.csv, ...}``.
+``folds=k`` trains a fold set instead: ``<output_dir>/<task>/<name>/{fold0..fold<k-1>, folds.json,
+oof.csv, summary.json}`` (``experiments/kfold.py``). ``evaluate`` and ``predict`` take one run,
+a fold set or several of them (an ensemble: probabilities averaged, ``experiments/ensemble.py``).
 """
 
 from __future__ import annotations
@@ -46,13 +49,19 @@ class Run:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def evaluate(self, data: str | None = None, split: str = "val") -> dict[str, Any]:
-        return evaluate(self, data=data, split=split)
+    def evaluate(
+        self, data: str | None = None, split: str = "val", tta: str | None = None
+    ) -> dict[str, Any]:
+        return evaluate(self, data=data, split=split, tta=tta)
 
     def predict(
-        self, data: str | None = None, out: str | Path | None = None, probabilities: bool = False
+        self,
+        data: str | None = None,
+        out: str | Path | None = None,
+        probabilities: bool = False,
+        tta: str | None = None,
     ) -> Path:
-        return predict(self, data=data, out=out, probabilities=probabilities)
+        return predict(self, data=data, out=out, probabilities=probabilities, tta=tta)
 
     def __repr__(self) -> str:
         s = self.summary
@@ -112,12 +121,19 @@ def _fit(cfg: RunConfig, run_dir: Path, *, resume: bool, callbacks, progress: bo
     trainer.setup(resume=resume)
     status = trainer.fit()
     if trainer.accelerator.is_main_process:
-        _write_summary(run_dir, cfg, trainer, status)
+        posthoc = None
+        if status in ("completed", "early_stopped") and cfg.train.posthoc != "none":
+            from viewfinder.training.posthoc import apply_posthoc
+
+            posthoc = apply_posthoc(run_dir, cfg)
+        _write_summary(run_dir, cfg, trainer, status, posthoc)
     trainer.accelerator.wait_for_everyone()
     return Run(run_dir)
 
 
-def _write_summary(run_dir: Path, cfg: RunConfig, trainer: Any, status: str) -> None:
+def _write_summary(
+    run_dir: Path, cfg: RunConfig, trainer: Any, status: str, posthoc: dict | None = None
+) -> None:
     run = Run(run_dir)
     records = run.metrics
     previous = run.summary
@@ -141,6 +157,7 @@ def _write_summary(run_dir: Path, cfg: RunConfig, trainer: Any, status: str) -> 
         "data": facts,
         "data_prep_seconds": sum(r.seconds for r in trainer.task.data_reports.values()),
         "peak_rss_mb": trainer.peak_rss_mb,
+        "posthoc": posthoc,
     }  # fmt: skip
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
@@ -157,8 +174,11 @@ def train(
     callbacks: Sequence[Any] | None = None,
     progress: bool = True,
     **overrides: Any,
-) -> Run:
-    """Train one model; keys as in the CLI (``data=``, ``model=``, ``train.learning_rate=`` ...)."""
+) -> Any:
+    """Train one model; keys as in the CLI (``data=``, ``model=``, ``train.learning_rate=`` ...).
+
+    With ``folds=k`` (and no ``fold=``) every fold is trained: returns a ``FoldSet``.
+    """
     cfg = build_config(task, config_file=config, overrides=overrides)
     from viewfinder.tasks import TASKS
 
@@ -168,6 +188,10 @@ def train(
         from viewfinder.models.classifier import parse_model_name
 
         check_model_name(parse_model_name(cfg.model.name).backbone)
+    if cfg.data.folds is not None and cfg.data.fold is None:
+        from viewfinder.experiments.kfold import train_folds
+
+        return train_folds(cfg, callbacks=callbacks, progress=progress)
     task_dir = Path(cfg.output_dir) / cfg.task
     new_parents = [p for p in (task_dir, task_dir.parent) if not p.exists()]
     run_dir = _shared_run_dir(cfg)
@@ -198,64 +222,160 @@ def resume(
     callbacks: Sequence[Any] | None = None,
     progress: bool = True,
     **overrides: Any,
-) -> Run:
-    """Continue an interrupted run from its last checkpoint (``epochs=`` may extend it)."""
-    run = run if isinstance(run, Run) else Run(run)
+) -> Any:
+    """Continue an interrupted run from its last checkpoint (``epochs=`` may extend it).
+
+    A fold-set folder continues its remaining folds (returns the ``FoldSet``).
+    """
     allowed = {"epochs", "train.epochs", "num_workers", "data.num_workers"}
     bad = sorted(set(overrides) - allowed)
     if bad:
         raise UserError(f"resume can only change epochs or num_workers, not {bad[0]!r}")
+    from viewfinder.experiments.ensemble import is_fold_set
+
+    path = getattr(run, "path", run)
+    if is_fold_set(path):
+        from viewfinder.experiments.kfold import resume_folds
+
+        return resume_folds(path, callbacks=callbacks, progress=progress, **overrides)
+    run = run if isinstance(run, Run) else Run(run)
     cfg = run.config.with_overrides(overrides) if overrides else run.config
     (run.path / "config.yaml").write_text(cfg.to_yaml())
     return _fit(cfg, run.path, resume=True, callbacks=callbacks, progress=progress)
 
 
-def load_run(path: str | Path) -> Run:
-    return Run(path)
+def load_run(path: str | Path) -> Any:
+    """The ``Run`` of a run folder, or the ``FoldSet`` of a fold-set folder."""
+    from viewfinder.experiments.kfold import FoldSet, is_fold_set
+
+    return FoldSet(path) if is_fold_set(path) else Run(path)
 
 
-def evaluate(run: str | Path | Run, data: str | None = None, split: str = "val") -> dict[str, Any]:
-    """Score the best checkpoint on a split (or other labelled data); writes ``eval/<split>/``."""
-    from viewfinder.training.inference import run_inference
+RunArg = str | Path | Any  # a run folder, fold-set folder, ``Run`` or ``FoldSet``
 
-    run = run if isinstance(run, Run) else Run(run)
+
+def _paths(runs: RunArg | Sequence[RunArg]) -> list[Path]:
+    if isinstance(runs, str | Path) or hasattr(runs, "path"):
+        runs = [runs]
+    return [Path(getattr(r, "path", r)) for r in runs]
+
+
+def _is_single_run(paths: list[Path], weights: Any) -> bool:
+    from viewfinder.experiments.ensemble import is_fold_set
+
+    return len(paths) == 1 and weights is None and not is_fold_set(paths[0])
+
+
+def evaluation_dir(
+    runs: RunArg | Sequence[RunArg],
+    data: str | None = None,
+    split: str = "val",
+    out: str | Path | None = None,
+) -> Path:
+    """Where ``evaluate`` writes: ``out``, else ``RUN/eval/<split|custom>`` (a fold set on val:
+    ``eval/oof``; several runs: ``eval/ensemble_<split|custom>`` of the first)."""
+    from viewfinder.experiments.ensemble import is_fold_set
+
+    if out is not None:
+        return Path(out)
+    paths = _paths(runs)
     name = "custom" if data else split
-    out_dir = run.path / "eval" / name
-    task, metrics, loss, _ = run_inference(run.path, run.config, split=split, data=data)
-    if metrics is None:
+    if len(paths) > 1:
+        return paths[0] / "eval" / f"ensemble_{name}"
+    if is_fold_set(paths[0]) and data is None and split == "val":
+        return paths[0] / "eval" / "oof"
+    return paths[0] / "eval" / name
+
+
+def evaluate(
+    run: RunArg | Sequence[RunArg],
+    data: str | None = None,
+    split: str = "val",
+    *,
+    tta: str | None = None,
+    weights: str | Sequence[float] | None = None,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score the best checkpoint on a split (or other labelled data); writes ``eval/<split>/``.
+
+    ``tta`` overrides the run's ``data.tta``. A fold set on ``val`` is scored out-of-fold (each
+    image by the fold that held it out); a fold set on other data, or several runs, are scored as
+    an ensemble (mean probabilities; ``weights``: one per run argument).
+    """
+    from viewfinder.experiments import ensemble
+
+    paths = _paths(run)
+    out_dir = evaluation_dir(paths, data=data, split=split, out=out)
+    if _is_single_run(paths, weights):
+        from viewfinder.training.inference import run_inference
+
+        single = Run(paths[0])
+        task, metrics, loss, _ = run_inference(
+            single.path, single.config, split=split, data=data, tta=tta
+        )
+        if metrics is None:
+            raise UserError(f"{data or split}: images have no labels to score; use predict instead")
+        results = {"loss": loss, **task.report(metrics, out_dir)}
+        (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+        return results
+    if len(paths) == 1 and data is None and split == "val" and ensemble.is_fold_set(paths[0]):
+        from viewfinder.experiments.kfold import out_of_fold
+
+        ensemble.fold_runs(paths[0])  # fails unless the fold set is finished
+        pred, _ = out_of_fold(paths[0], tta=tta)
+    else:
+        pred = ensemble.ensemble_predictions(
+            paths, split=split, data=data, tta=tta, weights=weights
+        )
+    if pred.targets is None:
         raise UserError(f"{data or split}: images have no labels to score; use predict instead")
-    results = {"loss": loss, **task.report(metrics, out_dir)}
-    (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-    return results
+    return ensemble.score(pred, out_dir)
 
 
 def predict(
-    run: str | Path | Run,
+    run: RunArg | Sequence[RunArg],
     data: str | None = None,
     out: str | Path | None = None,
     probabilities: bool = False,
+    *,
+    tta: str | None = None,
+    weights: str | Sequence[float] | None = None,
 ) -> Path:
-    """Write a submission CSV for ``data`` (default: the run's test split)."""
-    from viewfinder.training.inference import run_inference
+    """Write a submission CSV for ``data`` (default: the run's test split).
 
-    run = run if isinstance(run, Run) else Run(run)
-    task, _, _, rows = run_inference(
-        run.path, run.config, split="test", data=data, probabilities=probabilities, rows=True
-    )
-    out_path = Path(out) if out else run.path / "submission.csv"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=task.submission_columns(probabilities))
-        writer.writeheader()
-        writer.writerows(rows)
-    return out_path
+    Several runs, or a fold set, predict as an ensemble: their probabilities are averaged (equal
+    weights, or ``weights``: one per run argument). ``tta`` overrides the runs' ``data.tta``.
+    """
+    from viewfinder.experiments import ensemble
+
+    paths = _paths(run)
+    if _is_single_run(paths, weights):
+        from viewfinder.training.inference import run_inference
+
+        single = Run(paths[0])
+        task, _, _, rows = run_inference(
+            single.path, single.config, split="test", data=data, probabilities=probabilities,
+            rows=True, tta=tta,
+        )  # fmt: skip
+        out_path = Path(out) if out else single.path / "submission.csv"
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(out_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=task.submission_columns(probabilities))
+            writer.writeheader()
+            writer.writerows(rows)
+        return out_path
+    if out is None and len(paths) > 1:
+        raise UserError("an ensemble of several runs needs an output file: -o submission.csv")
+    pred = ensemble.ensemble_predictions(paths, split="test", data=data, tta=tta, weights=weights)
+    out_path = Path(out) if out else paths[0] / "submission.csv"
+    return ensemble.write_submission(pred, out_path, probabilities=probabilities)
 
 
 def compare(runs: Sequence[str | Path | Run], out: str | Path | None = None) -> Any:
     """The comparison table of finished runs; written as Markdown + CSV when ``out`` is given."""
     from viewfinder.experiments.compare import compare_runs
 
-    table = compare_runs([r.path if isinstance(r, Run) else r for r in runs])
+    table = compare_runs([getattr(r, "path", r) for r in runs])
     if out is not None:
         table.write(out)
     return table

@@ -42,7 +42,28 @@ def _console() -> Any:
     return Console()
 
 
+def _print_fold_set(fold_set: Any) -> None:
+    info = fold_set.info
+    console = _console()
+    status = info.get("status")
+    monitor = info["config"]["train"]["monitor"]
+    line = f"[bold]{fold_set.path.name}[/]: {info['folds']}-fold set {status}"
+    if status == "completed":
+        mean, std = info["mean"].get(monitor), info["std"].get(monitor)
+        if mean is not None:
+            line += f", {monitor}={mean:.4f} ± {std:.4f}"
+        if monitor in info["oof"]:
+            line += f", out-of-fold {monitor}={info['oof'][monitor]:.4f}"
+    console.print(f"{line} -> {fold_set.path}")
+    if status != "completed":
+        console.print(f"resume with: viewfinder train --resume {fold_set.path}")
+        raise typer.Exit(130)
+
+
 def _print_run(run: Any) -> None:
+    if hasattr(run, "info"):  # a FoldSet
+        _print_fold_set(run)
+        return
     s = run.summary
     console = _console()
     status = s.get("status", "unknown")
@@ -62,11 +83,14 @@ def train(
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
     resume: Path = typer.Option(
-        None, "--resume", help="Run folder to continue from its checkpoint."
+        None, "--resume", help="Run (or fold-set) folder to continue from its checkpoint."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train a model: viewfinder train classify data=DIR model=resnet50 epochs=10."""
+    """Train a model: viewfinder train classify data=DIR model=resnet50 epochs=10.
+
+    folds=5 trains every fold of a stratified 5-fold split into one fold-set folder.
+    """
     from viewfinder import api
     from viewfinder.config import parse_overrides
 
@@ -82,17 +106,28 @@ def train(
     _print_run(run)
 
 
+RUNS_HELP = "Run folders and/or fold-set folders; several are averaged (an ensemble)."
+TTA_HELP = "Test-time views, e.g. hflip or hflip+vflip+scale; none turns off the runs' data.tta."
+WEIGHTS_HELP = "Ensemble weights, one per RUN, e.g. 1,2 (default: equal)."
+
+
 @app.command()
 def evaluate(
-    run: Path = typer.Argument(..., help="Run folder."),
+    runs: list[Path] = typer.Argument(..., help=RUNS_HELP, metavar="RUN..."),
     data: str = typer.Option(None, "--data", help="Other labelled data to score (default: split)."),
     split: str = typer.Option("val", "--split", help="val or test."),
+    tta: str = typer.Option(None, "--tta", help=TTA_HELP),
+    weights: str = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+    out: Path = typer.Option(None, "--out", "-o", help="Folder for the report files."),
 ) -> None:
-    """Score a run's best checkpoint: metrics, per-class report, confusion matrix PNG."""
+    """Score a run's best checkpoint: metrics, per-class report, confusion matrix PNG.
+
+    A fold set on val is scored out-of-fold; several runs are scored as their ensemble.
+    """
     from viewfinder import api
 
-    results = api.evaluate(run, data=data, split=split)
-    out_dir = Path(run) / "eval" / ("custom" if data else split)
+    results = api.evaluate(runs, data=data, split=split, tta=tta, weights=weights, out=out)
+    out_dir = api.evaluation_dir(runs, data=data, split=split, out=out)
     report = out_dir / "report.txt"
     console = _console()
     if report.is_file():
@@ -103,15 +138,19 @@ def evaluate(
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="Run folder."),
+    runs: list[Path] = typer.Argument(..., help=RUNS_HELP, metavar="RUN..."),
     data: str = typer.Option(None, "--data", help="Images to predict (default: the test split)."),
     out: Path = typer.Option(None, "--out", "-o", help="Submission CSV path."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Add one column per class."),
+    tta: str = typer.Option(None, "--tta", help=TTA_HELP),
+    weights: str = typer.Option(None, "--weights", help=WEIGHTS_HELP),
 ) -> None:
-    """Write a submission CSV in the input's id format."""
+    """Write a submission CSV in the input's id format (from a run, a fold set or an ensemble)."""
     from viewfinder import api
 
-    path = api.predict(run, data=data, out=out, probabilities=probabilities)
+    path = api.predict(
+        runs, data=data, out=out, probabilities=probabilities, tta=tta, weights=weights
+    )
     _console().print(f"wrote {path}")
 
 

@@ -47,7 +47,7 @@ class CacheSettings:
     enabled: bool = True
     root: Path | None = None
     max_gb: float = 20.0
-    workers: int = 0  # decode processes for the first pass; 0 = all cores
+    workers: int | None = None  # decode processes for the first pass: None = all cores, 0 = none
 
     @property
     def folder(self) -> Path:
@@ -193,7 +193,7 @@ def build_image_dataset(
         start = time.perf_counter()
         store = ImageStore(cache.folder, size, max_bytes=int(cache.max_gb * 1024**3))
         paths = [r.path for r in records]
-        workers = cache.workers or cpu_count()
+        workers = cpu_count() if cache.workers is None else cache.workers
 
         def decode(paths: Sequence[Path], todo: list[int]) -> Iterator[Any]:
             report.decoded = len(todo)

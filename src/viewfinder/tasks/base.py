@@ -48,7 +48,9 @@ class Task(ABC):
         """The image-cache settings of this run's config (``data.cache*`` keys)."""
         d = self.cfg.data
         root = Path(d.cache_dir).expanduser() if d.cache_dir else None
-        return CacheSettings(enabled=d.cache, root=root, max_gb=d.cache_max_gb)
+        # the first pass has the CPU to itself: all cores decode unless num_workers is set
+        workers = None if d.num_workers == "auto" else int(d.num_workers)
+        return CacheSettings(enabled=d.cache, root=root, max_gb=d.cache_max_gb, workers=workers)
 
     # --- data -----------------------------------------------------------------------------------
     @abstractmethod

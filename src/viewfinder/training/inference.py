@@ -1,17 +1,46 @@
-"""Evaluate / predict with a finished run's best checkpoint (one process, any device)."""
+"""Evaluate / predict with a finished run's best checkpoint (one process, any device).
+
+Test-time augmentation (``data.tta``, or ``tta=`` to override the run's config) runs the model on
+each view of a batch (``data/transforms.py``: the image, plus flips and/or a centre crop) and
+averages the **softmax probabilities**, not the logits: a softmax ignores a per-image shift of the
+logits, so the logits of two views are not on a common scale and a single over-confident view
+would dominate their mean; probabilities are. The average is passed on as ``log(mean p)``: a
+softmax of it gives ``mean p`` back exactly, so the task's metrics and ``postprocess`` work
+unchanged, and cross-entropy on it is the log loss of the averaged prediction.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from viewfinder.config import RunConfig
+from viewfinder.data.transforms import IDENTITY, tta_images, tta_views
 from viewfinder.models.classifier import backbone_of
 from viewfinder.training.checkpoint import load_weights_file
 from viewfinder.training.loop import autocast, make_loader, prepare_batch
 from viewfinder.training.precision import choose_numerics
+
+TINY = torch.finfo(torch.float32).tiny  # keeps log(mean p) finite when a probability underflows
+
+
+@dataclass
+class Predictions:
+    """Class probabilities of one run (or an ensemble) over a data set, in record order.
+
+    Records whose image was skipped (``on_bad_image=skip``) are absent.
+    """
+
+    task: Any
+    records: list[Any]
+    probabilities: torch.Tensor  # (N, C) float32 on the CPU; rows sum to 1
+    targets: torch.Tensor | None  # (N,) class indices, when every record has a label
+    loss: float | None  # mean loss over the records (None when unlabelled)
 
 
 def load_trained(run_dir: Path, cfg: RunConfig) -> tuple[Any, torch.nn.Module, Any, torch.device]:
@@ -32,6 +61,75 @@ def load_trained(run_dir: Path, cfg: RunConfig) -> tuple[Any, torch.nn.Module, A
     return task, model.to(device).eval(), numerics, device
 
 
+def resolve_tta(cfg: RunConfig, tta: str | None) -> list[str]:
+    """The views to average: ``tta`` when given (checked like the config key), else ``data.tta``."""
+    spec = cfg.data.tta if tta is None else cfg.with_overrides({"data.tta": tta}).data.tta
+    return tta_views(spec)
+
+
+def average_views(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    views: Sequence[str],
+) -> torch.Tensor:
+    """Mean softmax probabilities (B, C) of ``forward`` (images -> logits) over the TTA views."""
+    total = None
+    for view_images in tta_images(images, transform, views):
+        probs = forward(view_images).float().softmax(dim=1)
+        total = probs if total is None else total + probs
+    return total / len(views)
+
+
+def forward_views(
+    task: Any, model: torch.nn.Module, batch: dict[str, Any], views: Sequence[str], numerics: Any
+) -> dict[str, torch.Tensor]:
+    """The task's step over every view; with no TTA exactly ``task.step`` (logits and loss)."""
+    device = next(model.parameters()).device
+    if list(views) == [IDENTITY] or "image" not in batch:
+        batch = prepare_batch(task.transform_batch(batch, train=False), numerics.channels_last)
+        with autocast(device, numerics):
+            return task.step(model, batch)
+
+    def transform(images: torch.Tensor) -> torch.Tensor:
+        view = task.transform_batch({**batch, "image": images}, train=False)
+        return prepare_batch(view, numerics.channels_last)["image"]
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        with autocast(device, numerics):
+            return task.step(model, {**batch, "image": images})["outputs"]
+
+    log_probs = average_views(forward, batch["image"], transform, views).clamp_min(TINY).log()
+    target = batch.get("target")
+    if target is None or bool((target < 0).any()):
+        return {"loss": log_probs.new_zeros(()), "outputs": log_probs}
+    smoothing = task.cfg.train.label_smoothing  # as the run's own val loss, so the two compare
+    loss = F.cross_entropy(log_probs, target, label_smoothing=smoothing)
+    return {"loss": loss, "outputs": log_probs}
+
+
+class _Session:
+    """A run's best model over one split or ``data``, batch by batch (TTA views averaged)."""
+
+    def __init__(
+        self, run_dir: Path, cfg: RunConfig, split: str, data: str | None, tta: str | None
+    ) -> None:
+        self.views = resolve_tta(cfg, tta)  # a bad --tta fails before the model loads
+        self.task, self.model, self.numerics, self.device = load_trained(run_dir, cfg)
+        self.dataset = self.task.dataset(split, train=False, data=data)
+        self.labelled = getattr(self.dataset, "targets", None) is not None
+        self.loader = make_loader(self.dataset, self.task, cfg, train=False)
+
+    def batches(self) -> Iterator[tuple[dict[str, Any], dict[str, torch.Tensor]]]:
+        for batch in self.loader:
+            if batch is None:
+                continue
+            batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            out = forward_views(self.task, self.model, batch, self.views, self.numerics)
+            batch["records"] = [self.dataset.records[int(i)] for i in batch["index"]]
+            yield batch, out
+
+
 @torch.no_grad()
 def run_inference(
     run_dir: Path,
@@ -41,29 +139,46 @@ def run_inference(
     data: str | None = None,
     probabilities: bool = False,
     rows: bool = False,
+    tta: str | None = None,
 ) -> tuple[Any, Any, float | None, list[dict[str, Any]]]:
     """Run the best model over a split or ``data``: (task, metrics, mean loss, submission rows).
 
-    Metrics and loss are only filled when every record has a label.
+    Metrics and loss are only filled when every record has a label. ``tta`` overrides the run's
+    ``data.tta`` (e.g. ``"hflip+scale"``; ``"none"`` turns it off).
     """
-    task, model, numerics, device = load_trained(run_dir, cfg)
-    dataset = task.dataset(split, train=False, data=data)
-    labelled = getattr(dataset, "targets", None) is not None
-    loader = make_loader(dataset, task, cfg, train=False)
-    metrics = task.metrics().to(device) if labelled else None
+    session = _Session(run_dir, cfg, split, data, tta)
+    task = session.task
+    metrics = task.metrics().to(session.device) if session.labelled else None
     loss_sum, count, out_rows = 0.0, 0, []
-    for batch in loader:
-        if batch is None:
-            continue
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        batch = prepare_batch(task.transform_batch(batch, train=False), numerics.channels_last)
-        with autocast(device, numerics):
-            out = task.step(model, batch)
-        if labelled:
+    for batch, out in session.batches():
+        if session.labelled:
             n = out["outputs"].shape[0]
             loss_sum, count = loss_sum + float(out["loss"]) * n, count + n
             metrics.update(out["outputs"], batch)
         if rows:
-            batch["records"] = [dataset.records[int(i)] for i in batch["index"]]
             out_rows += task.postprocess(out["outputs"], batch, probabilities=probabilities)
     return task, metrics, (loss_sum / count if count else None), out_rows
+
+
+@torch.no_grad()
+def predict_probabilities(
+    run_dir: Path, cfg: RunConfig, *, split: str, data: str | None = None, tta: str | None = None
+) -> Predictions:
+    """Class probabilities per record (TTA-averaged): the input of out-of-fold files and
+    ensembles. Outputs must be class logits (classification tasks)."""
+    session = _Session(run_dir, cfg, split, data, tta)
+    records, probs, targets, loss_sum = [], [], [], 0.0
+    for batch, out in session.batches():
+        records += batch["records"]
+        probs.append(out["outputs"].float().softmax(dim=1).cpu())
+        if session.labelled:
+            targets.append(batch["target"].cpu())
+            loss_sum += float(out["loss"]) * len(batch["records"])
+    num_classes = len(getattr(session.task, "classes", [])) or 0
+    return Predictions(
+        task=session.task,
+        records=records,
+        probabilities=torch.cat(probs) if probs else torch.zeros(0, num_classes),
+        targets=(torch.cat(targets) if targets else None) if session.labelled else None,
+        loss=loss_sum / len(records) if session.labelled and records else None,
+    )

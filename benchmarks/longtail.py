@@ -1,0 +1,139 @@
+"""Long-tail recipe comparison (issue 4): same backbone and epochs, one run, on real long tails.
+
+    python benchmarks/longtail.py [--data elpv|digits|both] [--out /tmp/vf-longtail] [--epochs N]
+
+Recipes (each one config switch in viewfinder):
+- ``plain_ce``: uniform sampling, cross-entropy;
+- ``study``: the defect-competition study's recipe, WeightedRandomSampler + focal loss;
+- ``balanced_softmax``: Ren et al. 2020;
+- ``posthoc_la``: cross-entropy, then post-hoc logit adjustment with tau tuned on validation;
+- ``crt``: cross-entropy, then classifier re-training on frozen features with class-balanced
+  sampling (Kang et al. 2020).
+Scores on the test split: weighted F1, macro F1, balanced accuracy, head/medium/tail accuracy.
+Writes ``<out>/longtail.json`` and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import longtail_data  # noqa: E402
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "plain_ce": {},
+    "study": {"sampler": "inverse", "loss": "focal"},
+    "balanced_softmax": {"loss": "balanced_softmax"},
+    "posthoc_la": {"posthoc": "logit_adjust"},
+}
+CRT_STAGE2 = {"freeze_backbone": True, "reinit_head": True, "sampler": "inverse"}
+SETTINGS = {
+    "elpv": {
+        "model": "resnet18",
+        "image_size": 96,
+        "batch_size": 32,
+        "learning_rate": 2e-3,
+        "augment": "light",
+        "vflip": True,
+    },
+    "digits": {
+        "model": "cnn",
+        "image_size": 32,
+        "batch_size": 32,
+        "learning_rate": 2e-3,
+        "augment": "none",
+    },
+}
+SCORES = (
+    "weighted_f1",
+    "macro_f1",
+    "balanced_accuracy",
+    "accuracy",
+    "head_accuracy",
+    "medium_accuracy",
+    "tail_accuracy",
+)
+
+
+def train_recipe(data: Path, out: Path, name: str, recipe: dict, base: dict, epochs: int) -> Any:
+    import viewfinder
+
+    return viewfinder.train(
+        "classify",
+        data=str(data),
+        name=name,
+        output_dir=str(out / "runs"),
+        epochs=epochs,
+        monitor="macro_f1",
+        warmup_epochs=0.5,
+        progress=False,
+        **base,
+        **recipe,
+    )
+
+
+def score(run: Any) -> dict[str, float]:
+    import viewfinder
+
+    result = viewfinder.evaluate(run, split="test")
+    return {k: round(float(result[k]), 4) for k in SCORES if k in result}
+
+
+def run_dataset(name: str, data: Path, out: Path, epochs: int) -> list[dict]:
+    base = SETTINGS[name]
+    rows = []
+    for recipe, overrides in RECIPES.items():
+        run = train_recipe(data, out, f"{name}-{recipe}", overrides, base, epochs)
+        rows.append({"data": name, "recipe": recipe, **score(run)})
+        print(json.dumps(rows[-1]), flush=True)
+        if recipe == "plain_ce":
+            stage1 = run
+    crt_epochs = max(2, epochs // 3)
+    crt = train_recipe(
+        data,
+        out,
+        f"{name}-crt",
+        {**CRT_STAGE2, "weights": str(stage1.path / "best.safetensors")},
+        base,
+        crt_epochs,
+    )
+    rows.append({"data": name, "recipe": "crt", **score(crt)})
+    print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| data | recipe | " + " | ".join(SCORES) + " |", "|---|---|" + "---|" * len(SCORES)]
+    for row in rows:
+        cells = [f"{row[k]:.3f}" if k in row else "-" for k in SCORES]
+        lines.append(f"| {row['data']} | {row['recipe']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default="both", choices=("elpv", "digits", "both"))
+    parser.add_argument("--out", default="/tmp/vf-longtail")
+    parser.add_argument("--epochs", type=int, default=12)
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    sets = {
+        "elpv": lambda: longtail_data.export_elpv(out / "elpv"),
+        "digits": lambda: longtail_data.export_longtail_digits(out / "digits", ratio=50),
+    }
+    rows: list[dict] = []
+    for name in ("elpv", "digits") if args.data == "both" else (args.data,):
+        rows += run_dataset(name, sets[name](), out, args.epochs)
+    (out / "longtail.json").write_text(json.dumps(rows, indent=2))
+    table = markdown(rows)
+    (out / "longtail.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
