@@ -245,17 +245,17 @@ def cache_info(cache_dir: Path = typer.Option(None, "--dir", help=CACHE_DIR_HELP
 
     root = _cache_root(cache_dir)
     rows = info(root)
-    console = _console()
-    console.print(f"cache: {root}")
+    echo = typer.echo  # plain lines: paths must not be wrapped
+    echo(f"cache: {root}")
     if not rows:
-        console.print("  empty")
+        echo("  empty")
     for row in rows:
-        console.print(
+        echo(
             f"  {row['kind']:<9} {row['name']:<24} {row['items']:>8} items"
             f" {row['bytes'] / 2**20:>10.1f} MB"
         )
     total = sum(row["bytes"] for row in rows)
-    console.print(f"  total {total / 2**20:.1f} MB")
+    echo(f"  total {total / 2**20:.1f} MB")
 
 
 @cache_app.command("clear")
@@ -270,7 +270,7 @@ def cache_clear(
         raise UserError(f"cache clear {kind!r}: choose all, images or features")
     root = _cache_root(cache_dir)
     freed = clear_cache(root, kind)
-    _console().print(f"cleared {kind} from {root}: {freed / 2**20:.1f} MB freed")
+    typer.echo(f"cleared {kind} from {root}: {freed / 2**20:.1f} MB freed")
 
 
 @config_app.command("keys")

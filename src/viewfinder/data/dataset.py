@@ -149,6 +149,15 @@ class ImageDataset(EpochAware, Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def needs_workers(self) -> bool:
+        """Whether loader worker processes pay off: only with per-image work left to do.
+
+        Cached images with batched augmentation are a ``pread`` each (~10 us); worker
+        processes would only add inter-process copies (measured: docs/benchmarks.md).
+        """
+        return self.cache is None or self.sample_transform is not None
+
     def _array(self, index: int) -> np.ndarray | None:
         if self.cache is not None:
             array = self.cache[index]

@@ -86,6 +86,19 @@ def save_train_state(
     _atomic(path, lambda p: save_file(tensors, p, metadata=metadata))
 
 
+def _match_param_strides(optimizer: torch.optim.Optimizer) -> None:
+    """Give each per-parameter state tensor its parameter's memory layout again.
+
+    Saving makes them contiguous; fused optimizer kernels walk a parameter and its moments as
+    raw memory, so a channels_last weight with a contiguous ``exp_avg`` would be updated with
+    the wrong elements after a resume.
+    """
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.ndim > 1:
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
 def load_train_state(
     path: Path, optimizer: torch.optim.Optimizer, scheduler: Any
 ) -> dict[str, Any]:
@@ -99,5 +112,6 @@ def load_train_state(
     tensors = load_file(str(path))
     torch.set_rng_state(tensors.pop("rng.torch"))
     optimizer.load_state_dict(_unflatten_optimizer(tensors, json.loads(metadata["optimizer"])))
+    _match_param_strides(optimizer)
     scheduler.load_state_dict(json.loads(metadata["scheduler"]))
     return json.loads(metadata["progress"])

@@ -118,6 +118,8 @@ class FeatureDataset(EpochAware, Dataset):
     def __len__(self) -> int:
         return len(self.features)
 
+    needs_workers = False  # rows of an array in memory: nothing for workers to do
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         views = self.features[index]
         if self.train and len(views) > 1:

@@ -62,6 +62,8 @@ def rss_mb() -> float:
 def make_loader(dataset: Any, task: Task, cfg: RunConfig, *, train: bool) -> DataLoader:
     batch_size = cfg.train.batch_size
     workers = resolve_workers(cfg.data.num_workers)
+    if not getattr(dataset, "needs_workers", True):
+        workers = 0  # cached uint8 + batched augmentation: workers would only add copies
     sampler = task.train_sampler(dataset) if train else None
     return DataLoader(
         dataset,

@@ -24,9 +24,17 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    # fused kernels: one pass over all parameters instead of a Python loop (measured on this CPU:
+    # AdamW step 42 -> 9 ms for resnet18, 86 -> 18 ms for resnet50; docs/benchmarks.md)
+    fused = all(p.dtype in _FUSED_DTYPES for group in groups for p in group["params"])
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.learning_rate, momentum=cfg.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+        return torch.optim.SGD(
+            groups, lr=cfg.learning_rate, momentum=cfg.momentum, nesterov=True, fused=fused
+        )
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=fused)
+
+
+_FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 def lr_factor(step: int, *, total: int, warmup: int, kind: str) -> float:

@@ -64,7 +64,8 @@ def test_eval_resize_is_antialiased_whole_image() -> None:
     images = _noise(2, side=32)
     out = BatchTransform(16, (0, 0, 0), (1, 1, 1), train=False).geometry(images)
     expected = F.interpolate(images.float(), size=(16, 16), mode="bilinear", antialias=True)
-    torch.testing.assert_close(out, expected)
+    # on CPU the resize runs on uint8 (faster): within one grey level of the float resize
+    torch.testing.assert_close(out, expected, atol=1.0, rtol=0)
 
 
 def test_train_with_preset_none_equals_eval() -> None:

@@ -178,3 +178,37 @@ def test_interrupted_write_keeps_the_previous_file(
     with pytest.raises(KeyboardInterrupt):
         save_weights(_model(), path)
     assert path.read_bytes() == before
+
+
+def test_resumed_optimizer_state_keeps_channels_last_layout(tmp_path):
+    """Fused AdamW walks a weight and its moments as raw memory: layouts must match on resume."""
+    import torch
+    from torch import nn
+
+    from viewfinder.training.checkpoint import load_train_state, save_train_state
+
+    def make():
+        torch.manual_seed(0)
+        conv = nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)
+        return conv, torch.optim.AdamW(conv.parameters(), lr=0.1, fused=True)
+
+    conv, opt = make()
+    x = torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    conv(x).square().mean().backward()
+    opt.step()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    save_train_state(tmp_path / "s.safetensors", opt, sched, {"epoch": 0})
+    conv2, opt2 = make()
+    conv2.load_state_dict(conv.state_dict())
+    load_train_state(
+        tmp_path / "s.safetensors", opt2, torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 1.0)
+    )
+    for p2 in conv2.parameters():
+        assert opt2.state[p2]["exp_avg"].stride() == p2.stride()
+    for o in (opt, opt2):
+        o.zero_grad()
+    conv(x).square().mean().backward()
+    conv2(x).square().mean().backward()
+    opt.step()
+    opt2.step()
+    torch.testing.assert_close(conv2.weight, conv.weight, rtol=0, atol=0)
