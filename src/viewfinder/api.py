@@ -202,6 +202,37 @@ def train(
         raise
 
 
+def zero_shot(config: str | Path | None = None, *, split: str = "val", **overrides: Any) -> Run:
+    """A CLIP zero-shot baseline as a run folder: no training, class-name prompts only.
+
+    ``viewfinder.zero_shot(data="defects/", model="clip:ViT-B-32@openai", pretrained=True)``.
+    The run scores ``split`` and then works with evaluate / predict / compare like any run.
+    """
+    from viewfinder.tasks import get_task_class
+    from viewfinder.training.checkpoint import save_weights
+
+    cfg = build_config("classify", config_file=config, overrides={**overrides, "zero_shot": True})
+    run_dir = _shared_run_dir(cfg)
+    try:
+        task = get_task_class("classify")(cfg, run_dir)
+        facts = task.setup()
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        model, note = task.build_model()
+    except UserError:
+        _remove_unstarted(run_dir, [])
+        raise
+    save_weights(model, run_dir / "best.safetensors")
+    metrics = evaluate(run_dir, split=split)
+    summary = {
+        "name": run_dir.name, "task": "classify", "model": cfg.model.name, "status": "zero-shot",
+        "run_dir": str(run_dir), "epochs": 0, "epochs_completed": 0, "monitor": cfg.train.monitor,
+        "best_value": metrics.get(cfg.train.monitor), "metrics": metrics, "weights": note,
+        "image_size": cfg.image_size, "data": facts, "evaluated_split": split,
+    }  # fmt: skip
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return Run(run_dir)
+
+
 def _remove_unstarted(run_dir: Path, new_parents: list[Path]) -> None:
     """A run that failed on bad input before its first checkpoint leaves no folder behind.
 

@@ -189,6 +189,24 @@ def sweep(
     _console().print(f"{len(runs)} runs in {runs[0].path.parent}")
 
 
+@app.command("zeroshot")
+def zeroshot(
+    overrides: list[str] = typer.Argument(None, help="data=PATH model=clip:ARCH@TAG ..."),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
+    split: str = typer.Option("val", "--split", help="Split to score: val or test."),
+) -> None:
+    """CLIP zero-shot baseline from class names (no training), saved as a run folder."""
+    from viewfinder.api import zero_shot
+    from viewfinder.config import parse_overrides
+
+    run = zero_shot(config, split=split, **parse_overrides(overrides or []))
+    s = run.summary
+    _console().print(
+        f"[bold]{s['name']}[/]: zero-shot {s['model']}, {split} {s['monitor']}="
+        f"{s['best_value']:.4f} -> {run.path}"
+    )
+
+
 @app.command()
 def demo(
     directory: Path = typer.Option(

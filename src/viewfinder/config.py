@@ -80,6 +80,7 @@ class ModelConfig(_Section):
     freeze_backbone: bool = False  # train the head only, on features extracted once and cached
     feature_flip: bool = False  # frozen mode: also cache flipped-image features (augment + TTA)
     reinit_head: bool = False  # re-initialise the classifier after loading weights= (cRT)
+    zero_shot: bool = False  # clip:ARCH models: classify by class-name prompts, no training
 
 
 class TrainConfig(_Section):

@@ -65,6 +65,11 @@ def check_model_name(name: str) -> None:
 
     if name == "cnn" or timm.is_model(name):
         return
+    if name.startswith("clip:"):
+        from viewfinder.models.clip import parse_clip_name
+
+        parse_clip_name(name)  # one-line error for an unknown architecture or tag
+        return
     raise UserError(
         f"unknown model {name!r}{did_you_mean(name, ['cnn', *timm.list_models()])}; "
         "use `cnn` or any timm model name (`viewfinder models` lists them)"

@@ -37,7 +37,9 @@ def build_classifier(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, str
     """The network for ``cfg.name`` with ``num_classes`` outputs, and a note on loaded weights."""
     spec = parse_model_name(cfg.name)
     note = "pretrained (model hub)" if cfg.pretrained else "random init"
-    if spec.head == "linear":
+    if spec.backbone.startswith("clip:"):
+        model = _clip_classifier(spec, cfg, num_classes)
+    elif spec.head == "linear":
         model = create_backbone(
             spec.backbone,
             num_classes=num_classes,
@@ -56,6 +58,16 @@ def build_classifier(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, str
             f" ({len(skipped)} skipped: {', '.join(skipped[:3])})" if skipped else ""
         )
     return model, note
+
+
+def _clip_classifier(spec: ModelSpec, cfg: ModelConfig, num_classes: int) -> nn.Module:
+    """CLIP's image tower + a linear head: the linear probe (with ``freeze_backbone=true``)."""
+    from viewfinder.models.clip import create_clip_backbone
+
+    if spec.head != "linear":
+        raise UserError(f"model {cfg.name!r}: CLIP gives one embedding per image; drop '+attn'")
+    encoder = create_clip_backbone(spec.backbone, pretrained=cfg.pretrained)
+    return ImageClassifier(encoder, nn.Linear(encoder.num_features, num_classes))
 
 
 def backbone_of(model: nn.Module) -> nn.Module:

@@ -295,7 +295,17 @@ class ClassifyTask(Task):
 
     # --- model ----------------------------------------------------------------------------------
     def build_model(self) -> tuple[nn.Module, str]:
-        model, note = build_classifier(self.cfg.model, len(self.classes))
+        m = self.cfg.model
+        if m.zero_shot:
+            from viewfinder.models.clip import build_zero_shot
+
+            if not m.name.startswith("clip:"):
+                raise UserError(f"zero-shot needs a CLIP model (model=clip:ViT-B-32), not {m.name}")
+            model, _ = build_zero_shot(m.name, self.classes, pretrained=m.pretrained)
+            note = "zero-shot from class names" + (", pretrained" if m.pretrained else "")
+        else:
+            model, note = build_classifier(m, len(self.classes))
+        self._check_input_size(backbone_of(model))
         self._norm = data_config(backbone_of(model))
         if self.cfg.model.reinit_head:
             reset_head(model)
@@ -309,6 +319,15 @@ class ClassifyTask(Task):
             focal_gamma=t.focal_gamma, tau=t.logit_tau, label_smoothing=t.label_smoothing,
         )  # fmt: skip
         return model, note
+
+    def _check_input_size(self, backbone: nn.Module) -> None:
+        """CLIP towers have fixed position embeddings: the image size must be theirs."""
+        if self.cfg.model.name.startswith("clip:"):
+            size = backbone.pretrained_cfg["input_size"][-1]
+            if self.cfg.image_size != size:
+                raise UserError(
+                    f"model {self.cfg.model.name} takes {size} px images: image_size={size}"
+                )
 
     def step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Training uses the recipe's loss (``train.loss``); evaluation always plain CE.
