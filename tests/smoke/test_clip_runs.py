@@ -10,6 +10,7 @@ import pytest
 import viewfinder
 from tests.smoke.conftest import FAST
 from viewfinder.cli import app
+from viewfinder.errors import UserError
 
 open_clip = pytest.importorskip("open_clip")
 
@@ -44,7 +45,7 @@ def test_zero_shot_run_then_predict(demo_data, runs_dir, tmp_path):
 
 
 def test_wrong_image_size_is_one_line(demo_data, runs_dir):
-    with pytest.raises(viewfinder.api.UserError, match="takes 32 px images"):
+    with pytest.raises(UserError, match="takes 32 px images"):
         viewfinder.zero_shot(data=str(demo_data.classify), model=f"clip:{TINY}", image_size=48,
                              output_dir=str(runs_dir))  # fmt: skip
 

@@ -79,3 +79,14 @@ def test_evaluate_writes_long_tail_views(long_tail, runs_dir):
     assert "tail_accuracy" in result
     files = {p.name for p in viewfinder.api.evaluation_dir(run).rglob("*.png")}
     assert "confusion_matrix_normalized.png" in files
+
+
+def test_label_map_fine_level_reports_coarse_metrics(long_tail, runs_dir, tmp_path):
+    classes = sorted(p.name for p in (long_tail.classify / "train").iterdir())
+    mapping = tmp_path / "map.csv"
+    mapping.write_text("".join(f"{c},{'a' if i % 2 else 'b'}\n" for i, c in enumerate(classes)))
+    run = _train(long_tail, runs_dir, label_map=str(mapping), label_level="fine")
+    result = run.evaluate()
+    assert len(json.loads((run.path / "labels.json").read_text())["classes"]) == len(classes)
+    assert 0.0 <= result["coarse_accuracy"] <= 1.0
+    assert result["coarse_accuracy"] >= result["accuracy"] - 1e-9  # coarse is never harder

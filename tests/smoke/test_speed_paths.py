@@ -8,6 +8,7 @@ import pytest
 
 import viewfinder
 from tests.smoke.conftest import FAST
+from viewfinder.errors import UserError
 
 
 def _train(demo_data, runs_dir, **overrides):
@@ -54,3 +55,10 @@ def test_compile_option_trains(demo_data, runs_dir):
     run = _train(demo_data, runs_dir, model="cnn", compile=True, epochs=1, max_steps_per_epoch=1)
     assert run.summary["status"] == "completed"
     assert (run.path / "best.safetensors").is_file()
+
+
+def test_memory_budget_stops_resumably(demo_data, runs_dir):
+    with pytest.raises(UserError, match="max_rss_gb"):
+        _train(demo_data, runs_dir, model="cnn", max_rss_gb=0.01)
+    run_dir = next((runs_dir / "classify").iterdir())
+    assert (run_dir / "last.state.safetensors").is_file()  # resumable with a bigger budget

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -320,3 +321,52 @@ def _report_line(
         " " * column if value is None else f"{value:>{column}.{digits}f}" for value in numbers
     )
     return f"{name:>{name_width}}{cells}{support:>10}"
+
+
+class ClassifyMetrics:
+    """The classify task's accumulator: ``ClassificationMetrics`` plus the long-tail views.
+
+    Adds accuracy on head/medium/tail classes (``groups``, split by training frequency), the
+    coarse-level accuracy and macro F1 when fine labels are trained with a label map (``coarse``:
+    each class's coarse label), and keeps each image's probabilities for the mistakes grid.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: list[str],
+        groups: list[str],
+        coarse: list[str] | None = None,
+    ) -> None:
+        self.inner = ClassificationMetrics(num_classes, class_names)
+        self.groups, self.coarse = groups, coarse
+        self.probs: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+        self.indices: list[torch.Tensor] = []
+
+    def to(self, device: torch.device) -> ClassifyMetrics:
+        self.inner.to(device)
+        return self
+
+    def update(self, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
+        self.inner.update(outputs.float(), batch["target"])
+        self.probs.append(outputs.float().softmax(dim=1).cpu())
+        self.targets.append(batch["target"].cpu())
+        self.indices.append(batch["index"].cpu())
+
+    def compute(self) -> dict[str, float]:
+        from viewfinder.metrics.longtail import group_accuracy
+        from viewfinder.models.rebalance import macro_f1
+
+        values = self.inner.compute()
+        matrix = self.inner.confusion_matrix()
+        if self.groups:
+            values.update(group_accuracy(matrix, self.groups))
+        if self.coarse:
+            names = sorted(set(self.coarse))
+            onehot = np.zeros((len(self.coarse), len(names)))
+            onehot[np.arange(len(self.coarse)), [names.index(c) for c in self.coarse]] = 1
+            coarse = onehot.T @ np.asarray(matrix, dtype=np.float64) @ onehot
+            values["coarse_accuracy"] = float(np.trace(coarse) / max(coarse.sum(), 1))
+            values["coarse_macro_f1"] = macro_f1(coarse)
+        return values

@@ -33,16 +33,17 @@ from viewfinder.data.sources import (
     ImageRecord,
     map_labels,
     read_classification,
+    read_label_map,
     read_unlabelled,
 )
 from viewfinder.data.transforms import BatchTransform, mix_transform, sample_transform
 from viewfinder.errors import UserError
 from viewfinder.metrics.classification import (
-    ClassificationMetrics,
+    ClassifyMetrics,
     format_per_class_report,
     plot_confusion_matrix,
 )
-from viewfinder.metrics.longtail import frequency_groups, group_accuracy, plot_confident_mistakes
+from viewfinder.metrics.longtail import frequency_groups, plot_confident_mistakes
 from viewfinder.models.backbones import data_config
 from viewfinder.models.classifier import backbone_of, build_classifier
 from viewfinder.models.frozen import FeatureClassifier, freeze_backbone, reset_head
@@ -51,37 +52,6 @@ from viewfinder.training.features import FeatureDataset, cached_features
 from viewfinder.training.losses import build_loss
 
 SPLITS = ("train", "val", "test")
-
-
-class _Metrics:
-    """Adapts ``ClassificationMetrics`` to the task contract's ``update(outputs, batch)``.
-
-    Adds accuracy on head/medium/tail classes (split by training frequency) and keeps each
-    image's probabilities for the most-confident-mistakes view.
-    """
-
-    def __init__(self, num_classes: int, class_names: list[str], groups: list[str]) -> None:
-        self.inner = ClassificationMetrics(num_classes, class_names)
-        self.groups = groups
-        self.probs: list[torch.Tensor] = []
-        self.targets: list[torch.Tensor] = []
-        self.indices: list[torch.Tensor] = []
-
-    def to(self, device: torch.device) -> _Metrics:
-        self.inner.to(device)
-        return self
-
-    def update(self, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
-        self.inner.update(outputs.float(), batch["target"])
-        self.probs.append(outputs.float().softmax(dim=1).cpu())
-        self.targets.append(batch["target"].cpu())
-        self.indices.append(batch["index"].cpu())
-
-    def compute(self) -> dict[str, float]:
-        values = self.inner.compute()
-        if self.groups:
-            values.update(group_accuracy(self.inner.confusion_matrix(), self.groups))
-        return values
 
 
 class ClassifyTask(Task):
@@ -346,10 +316,21 @@ class ClassifyTask(Task):
             loss = F.cross_entropy(logits.float(), target)
         return {"loss": loss, "outputs": logits}
 
-    def metrics(self) -> _Metrics:
+    def metrics(self) -> ClassifyMetrics:
         counts = self.class_counts()
         groups = frequency_groups(counts) if any(counts) and len(self.classes) >= 3 else []
-        return _Metrics(len(self.classes), self.classes, groups)
+        return ClassifyMetrics(len(self.classes), self.classes, groups, self._coarse_index())
+
+    def _coarse_index(self) -> list[str] | None:
+        """Training fine labels with a label map: each class's coarse label, to report both."""
+        d = self.cfg.data
+        if d.label_map is None or d.label_level != "fine":
+            return None
+        mapping = read_label_map(d.label_map)
+        missing = [c for c in self.classes if c not in mapping]
+        if missing:
+            raise UserError(f"{d.label_map}: no coarse label for {missing[:3]} (add fine,coarse)")
+        return [mapping[c] for c in self.classes]
 
     # --- results --------------------------------------------------------------------------------
     def submission_columns(self, probabilities: bool = False) -> list[str]:
@@ -371,7 +352,7 @@ class ClassifyTask(Task):
             rows.append(row)
         return rows
 
-    def report(self, metrics: _Metrics, out_dir: Path) -> dict[str, Any]:
+    def report(self, metrics: ClassifyMetrics, out_dir: Path) -> dict[str, Any]:
         out_dir.mkdir(parents=True, exist_ok=True)
         inner = metrics.inner
         summary = metrics.compute()
