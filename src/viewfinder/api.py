@@ -127,6 +127,12 @@ def _fit(cfg: RunConfig, run_dir: Path, *, resume: bool, callbacks, progress: bo
 
             posthoc = apply_posthoc(run_dir, cfg)
         _write_summary(run_dir, cfg, trainer, status, posthoc)
+        if posthoc is not None:  # compare/sweep tables show the adjusted model's val metrics
+            summary = Run(run_dir).summary
+            adjusted = evaluate(run_dir, split="val")
+            summary.update(metrics_before_posthoc=summary["metrics"], metrics=adjusted)
+            summary["best_value"] = adjusted.get(cfg.train.monitor, summary["best_value"])
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     trainer.accelerator.wait_for_everyone()
     return Run(run_dir)
 

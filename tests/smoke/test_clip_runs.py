@@ -39,6 +39,8 @@ def test_zero_shot_run_then_predict(demo_data, runs_dir, tmp_path):
     run = viewfinder.load_run(next((runs_dir / "classify").iterdir()))
     assert run.summary["status"] == "zero-shot"
     assert 0.0 <= run.summary["metrics"]["accuracy"] <= 1.0
+    table = viewfinder.compare([run])  # a zero-shot run has no recipe columns: "-" cells
+    assert "zero" in table.markdown() or run.summary["name"] in table.markdown()
     out = tmp_path / "sub.csv"
     viewfinder.predict(run, data=str(demo_data.classify / "test"), out=str(out))
     assert out.is_file()

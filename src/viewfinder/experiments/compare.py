@@ -82,10 +82,11 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> Comparison:
                 metric_keys.append(key)
         rows.append({
             "run": s["name"], "model": s["model"], **metrics,
-            "learning_rate": s["learning_rate"], "batch_size": s["batch_size"],
-            "epochs_completed": s["epochs_completed"],
-            "parameters_m": round(s["parameters"] / 1e6, 2),
-            "time_per_epoch": s["time_per_epoch"], "images_per_second": s["images_per_second"],
+            "learning_rate": s.get("learning_rate"), "batch_size": s.get("batch_size"),
+            "epochs_completed": s.get("epochs_completed"),
+            "parameters_m": round(s["parameters"] / 1e6, 2) if s.get("parameters") else None,
+            "time_per_epoch": s.get("time_per_epoch"),
+            "images_per_second": s.get("images_per_second"),
             "_monitor": s.get("best_value"), "_mode": s.get("monitor_mode", "max"),
         })  # fmt: skip
     sign = -1 if rows[0]["_mode"] == "max" else 1
