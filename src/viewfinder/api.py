@@ -13,7 +13,6 @@ a fold set or several of them (an ensemble: probabilities averaged, ``experiment
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -395,12 +394,7 @@ def predict(
             rows=True, tta=tta,
         )  # fmt: skip
         out_path = Path(out) if out else single.path / "submission.csv"
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(out_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=task.submission_columns(probabilities))
-            writer.writeheader()
-            writer.writerows(rows)
-        return out_path
+        return ensemble.write_rows(out_path, task.submission_columns(probabilities), rows)
     if out is None and len(paths) > 1:
         raise UserError("an ensemble of several runs needs an output file: -o submission.csv")
     pred = ensemble.ensemble_predictions(paths, split="test", data=data, tta=tta, weights=weights)

@@ -178,9 +178,14 @@ def write_submission(pred: Any, out: Path, probabilities: bool = False) -> Path:
     rows = task.postprocess(
         log_probabilities(pred.probabilities), batch, probabilities=probabilities
     )
+    return write_rows(out, task.submission_columns(probabilities), rows)
+
+
+def write_rows(out: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:
+    """Write submission rows as CSV (the one writer for single runs and ensembles)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=task.submission_columns(probabilities))
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     return out
