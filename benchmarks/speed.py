@@ -50,9 +50,7 @@ def viewfinder_loader_epochs(root: Path, size: int, batch: int, workers: int, ca
     settings = CacheSettings(root=cache, workers=workers)
     transform = BatchTransform(size, baselines.IMAGENET_MEAN, baselines.IMAGENET_STD, train=True)
     out, start = [], time.perf_counter()
-    dataset, report = build_image_dataset(
-        records, stored_size(size), settings, targets=None, write_through=workers > 0
-    )  # as ClassifyTask.dataset does for training
+    dataset, report = build_image_dataset(records, stored_size(size), settings, targets=None)
     loader = DataLoader(
         dataset,
         batch_size=batch,
@@ -63,7 +61,6 @@ def viewfinder_loader_epochs(root: Path, size: int, batch: int, workers: int, ca
         persistent_workers=workers > 0 and dataset.needs_workers,
     )
     for epoch in range(2):
-        dataset.epoch = epoch
         images = 0
         for batch_dict in loader:
             images += int(transform(batch_dict["image"]).shape[0])

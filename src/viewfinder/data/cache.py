@@ -85,16 +85,13 @@ class ImageStore:
         self.dir = self.root / "images" / f"rgb-resize{size}-v{SPEC_VERSION}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.record_bytes = size * size * 3
-        with self.lock(exclusive=True), self._db() as db:  # one creator at a time
-            # WAL: loader workers commit small batches of rows concurrently, cheaply
-            db.execute("PRAGMA journal_mode=WAL")
+        with self._db() as db:
             db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, shard, row INT)")
             db.execute("CREATE TABLE IF NOT EXISTS shards (name TEXT PRIMARY KEY, rows, last_used)")
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.dir / "index.sqlite", timeout=120)
-        db.execute("PRAGMA synchronous=NORMAL")  # with WAL (set once in __init__): cheap commits
         try:
             with db:
                 yield db
@@ -189,44 +186,6 @@ class ImageStore:
         return reader
 
 
-class ShardWriter:
-    """Write-through storage for one process: appends decoded images to its own shard.
-
-    Used by the first epoch when loader workers decode: each worker process stores what it
-    decoded in the same pass (no separate fill). A row is indexed only after its bytes are
-    flushed, so the index never points at unwritten data; rows buffered when a worker exits
-    are simply decoded again later.
-    """
-
-    def __init__(self, store: ImageStore, flush_every: int = 32) -> None:
-        self.store, self.flush_every = store, flush_every
-        self.name = uuid.uuid4().hex
-        self.rows = 0
-        self.pending: list[tuple[str, str, int]] = []
-        self._handle: Any = None
-
-    def add(self, key: str, array: np.ndarray) -> None:
-        if self._handle is None:
-            self._handle = open(self.store.dir / f"{self.name}.u8", "ab")
-        self._handle.write(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-        self.pending.append((key, self.name, self.rows))
-        self.rows += 1
-        if len(self.pending) >= self.flush_every:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        self._handle.flush()
-        with self.store._db() as db:
-            db.executemany("INSERT OR IGNORE INTO entries VALUES (?, ?, ?)", self.pending)
-            db.execute(
-                "INSERT OR REPLACE INTO shards VALUES (?, ?, ?)",
-                (self.name, self.rows, time.time()),
-            )
-        self.pending = []
-
-
 class CachedImages:
     """Random access to stored images by position: ``reader[i]`` -> (S, S, 3) uint8 array or None.
 
@@ -239,17 +198,6 @@ class CachedImages:
         self.locations = np.zeros((0, 2), dtype=np.int64)
         self._fds: list[int] = []
         self._pid = -1
-
-    def relocate(self, store: ImageStore, keys: Sequence[str]) -> None:
-        """Refresh positions from the index (write-through: other processes add rows)."""
-        found = store.locate(keys)
-        for shard in sorted({s for s, _ in found.values()} - set(self.shards)):
-            self.shards.append(shard)
-            if self._fds:
-                self._fds.append(os.open(self.folder / f"{shard}.u8", os.O_RDONLY))
-        index = {name: i for i, name in enumerate(self.shards)}
-        where = [(index[found[k][0]], found[k][1]) if k in found else (-1, -1) for k in keys]
-        self.locations = np.asarray(where, dtype=np.int64).reshape(-1, 2)
 
     def open_shards(self) -> None:
         """Open every shard (a forked worker inherits the descriptors; pread shares them)."""

@@ -21,14 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from viewfinder.data.cache import (
-    CachedImages,
-    ImageStore,
-    ShardWriter,
-    default_cache_dir,
-    ensure_cached,
-    file_key,
-)
+from viewfinder.data.cache import CachedImages, ImageStore, default_cache_dir, ensure_cached
 from viewfinder.data.images import decode_resized
 from viewfinder.data.sources import ImageRecord
 from viewfinder.errors import BadImageError
@@ -45,14 +38,6 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def resolve_workers(setting: int | str) -> int:
-    """``auto``: no worker processes on <= 2 cores (they would fight the model for the CPU)."""
-    if setting != "auto":
-        return int(setting)
-    cpus = cpu_count()
-    return 0 if cpus <= 2 else min(8, cpus - 1)
 
 
 @dataclass(frozen=True)
@@ -78,7 +63,6 @@ class CacheReport:
     seconds: float = 0.0
     folder: str = ""
     features: str = ""  # frozen-backbone mode: "cached" or what was extracted
-    note: str = ""
 
 
 class _DecodeSet(Dataset):
@@ -139,33 +123,6 @@ class EpochAware:
         self._epoch_tensor[0] = value
 
 
-class WriteThrough:
-    """The first epoch's fill done by whoever decodes (loader workers): decode once, store, train.
-
-    Per process (each loader worker has its own copy): a ``ShardWriter`` for what it decodes and
-    a reader refreshed from the index at each new epoch, so from epoch 2 on every image is read.
-    """
-
-    def __init__(self, store: ImageStore, keys: list[str], reader: CachedImages) -> None:
-        self.store, self.keys, self.reader = store, keys, reader
-        self._pid, self._epoch = -1, -1
-        self._writer: ShardWriter | None = None
-
-    def sync(self, epoch: int) -> None:
-        if self._pid != os.getpid():  # a new (forked) worker: its own writer
-            self._pid, self._writer, self._epoch = os.getpid(), ShardWriter(self.store), -1
-        if epoch != self._epoch:
-            self._writer.flush()
-            self.reader.relocate(self.store, self.keys)
-            self._epoch = epoch
-
-    def store_array(self, index: int, array: np.ndarray) -> None:
-        self._writer.add(self.keys[index], array)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_pid": -1, "_writer": None}
-
-
 class ImageDataset(EpochAware, Dataset):
     """Records -> ``{"image": uint8 (3, S, S), "target", "index"}``; ``None`` for a skipped file."""
 
@@ -187,7 +144,6 @@ class ImageDataset(EpochAware, Dataset):
         self.on_bad_image = on_bad_image
         self.sample_transform = sample_transform
         self.cache = cache
-        self.write_through: WriteThrough | None = None
         self._init_epoch()  # the trainer sets .epoch before each epoch
 
     def __len__(self) -> int:
@@ -200,26 +156,14 @@ class ImageDataset(EpochAware, Dataset):
         Cached images with batched augmentation are a ``pread`` each (~10 us); worker
         processes would only add inter-process copies (measured: docs/benchmarks.md).
         """
-        uncached = self.cache is None or self.write_through is not None
-        return uncached or self.sample_transform is not None
+        return self.cache is None or self.sample_transform is not None
 
     def _array(self, index: int) -> np.ndarray | None:
-        if self.write_through is not None:
-            self.write_through.sync(self.epoch)
-            array = self.write_through.reader[index]
-            if array is None:
-                array = self._decode(index)
-                if array is not None:
-                    self.write_through.store_array(index, array)
-            return array
         if self.cache is not None:
             array = self.cache[index]
             if array is None and self.on_bad_image != "skip":
                 raise BadImageError(self.records[index].path, "not decodable (see the cache fill)")
             return array
-        return self._decode(index)
-
-    def _decode(self, index: int) -> np.ndarray | None:
         try:
             return decode_resized(self.records[index].path, self.size)
         except BadImageError:
@@ -250,22 +194,10 @@ def build_image_dataset(
     seed: int = 0,
     on_bad_image: str = "error",
     sample_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    write_through: bool = False,
 ) -> tuple[ImageDataset, CacheReport]:
-    """An ``ImageDataset``, its images decoded into the cache first (unless caching is off).
-
-    ``write_through``: when loader workers will decode anyway (training with workers), missing
-    images are not decoded up front: the first epoch's workers decode and store them as they go.
-    """
+    """An ``ImageDataset``, its images decoded into the cache first (unless caching is off)."""
     report = CacheReport(images=len(records))
     reader = None
-    if cache.enabled and records and write_through:
-        dataset = _write_through_dataset(records, size, cache, report)
-        if dataset is not None:
-            dataset.targets = list(targets) if targets is not None else None
-            dataset.seed, dataset.on_bad_image = seed, on_bad_image
-            dataset.sample_transform = sample_transform
-            return dataset, report
     if cache.enabled and records:
         start = time.perf_counter()
         store = ImageStore(cache.folder, size, max_bytes=int(cache.max_gb * 1024**3))
@@ -283,24 +215,6 @@ def build_image_dataset(
         sample_transform=sample_transform, cache=reader,
     )  # fmt: skip
     return dataset, report
-
-
-def _write_through_dataset(
-    records: Sequence[ImageRecord], size: int, cache: CacheSettings, report: CacheReport
-) -> ImageDataset | None:
-    """A dataset whose first epoch fills the cache (None when everything is stored already)."""
-    store = ImageStore(cache.folder, size, max_bytes=int(cache.max_gb * 1024**3))
-    keys = [file_key(r.path) for r in records]
-    missing = store.missing(keys)
-    if not missing:
-        return None
-    with store.lock(exclusive=True):
-        store.evict(keep={shard for shard, _ in store.locate(keys).values()})
-    dataset = ImageDataset(records, size, cache=None)
-    dataset.write_through = WriteThrough(store, keys, store.open(keys))
-    report.decoded, report.folder = len(missing), str(store.dir)
-    report.note = "decoded and stored by the first epoch's loader workers"
-    return dataset
 
 
 def collate_skipping(items: list[dict[str, Any] | None]) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from viewfinder.data.cache import stored_size
-from viewfinder.data.dataset import build_image_dataset, collate_skipping, resolve_workers
+from viewfinder.data.dataset import build_image_dataset, collate_skipping
 from viewfinder.data.images import scan_images
 from viewfinder.data.sampling import (
     build_sampler,
@@ -204,8 +204,6 @@ class ClassifyTask(Task):
             seed=self.cfg.train.seed,
             on_bad_image=d.on_bad_image,
             sample_transform=sample_transform(d.augment) if train and not frozen else None,
-            # training loader workers decode anyway: let them fill the cache in the same pass
-            write_through=train and not frozen and resolve_workers(d.num_workers) > 0,
         )
         self.data_reports[split if data is None else "data"] = report
         self.records_seen = records

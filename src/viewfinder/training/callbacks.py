@@ -69,7 +69,6 @@ class RichProgress(Callback):
                     f"  {split}: {report['images']} images cached ({report['decoded']} decoded now,"
                     f" {report['seconds']:.1f} s) in {report['folder']}"
                     + (f"; features {report['features']}" if report.get("features") else "")
-                    + (f"; {report['note']}" if report.get("note") else "")
                 )
 
     def on_epoch_start(self, epoch: int, total_steps: int) -> None:

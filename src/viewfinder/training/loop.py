@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from viewfinder.config import RunConfig
-from viewfinder.data.dataset import resolve_workers, sample_seed
+from viewfinder.data.dataset import sample_seed
 from viewfinder.errors import UserError
 from viewfinder.models.classifier import backbone_of, count_parameters
 from viewfinder.tasks.base import Task
@@ -36,6 +37,14 @@ from viewfinder.training import checkpoint as ckpt
 from viewfinder.training.callbacks import Callback
 from viewfinder.training.optim import build_optimizer, build_scheduler
 from viewfinder.training.precision import Numerics, choose_numerics
+
+
+def resolve_workers(setting: int | str) -> int:
+    """``auto``: no worker processes on <= 2 cores (they would fight the model for the CPU)."""
+    if setting != "auto":
+        return int(setting)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 0 if (cpus or 1) <= 2 else min(8, (cpus or 1) - 1)
 
 
 def rss_mb() -> float:

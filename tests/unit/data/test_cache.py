@@ -566,36 +566,3 @@ def test_cli_cache_info_and_clear(tmp_path: Path) -> None:
     wrong = runner.invoke(app, ["cache", "clear", "pixels", "--dir", str(root)])
     assert isinstance(wrong.exception, UserError) and "pixels" in str(wrong.exception)
     assert (root / "features").is_dir()
-
-
-def test_write_through_first_epoch_fills_the_cache(tmp_path):
-    """Loader workers decode epoch 1 and store it in the same pass; epoch 2 reads the cache."""
-    from torch.utils.data import DataLoader
-
-    from viewfinder.data.cache import ImageStore, file_key
-
-    paths = _write_pngs(tmp_path / "imgs", 40)
-    settings = CacheSettings(root=tmp_path / "cache")
-    records = _records(paths)
-    dataset, report = build_image_dataset(records, SIZE, settings, write_through=True)
-    assert report.decoded == 40 and dataset.write_through is not None and dataset.needs_workers
-    loader = DataLoader(dataset, batch_size=8, num_workers=2, persistent_workers=True,
-                        collate_fn=collate_skipping)  # fmt: skip
-
-    def images() -> dict[int, torch.Tensor]:
-        pairs = ((i, img) for b in loader for i, img in zip(b["index"], b["image"], strict=True))
-        return {int(i): img.clone() for i, img in pairs}
-
-    first = images()
-    dataset.epoch = 1
-    second = images()
-    assert first.keys() == second.keys() == set(range(40))
-    for i in range(40):
-        torch.testing.assert_close(first[i], second[i], rtol=0, atol=0)
-        expected = torch.from_numpy(np.array(decode_resized(paths[i], SIZE))).permute(2, 0, 1)
-        torch.testing.assert_close(first[i], expected, rtol=0, atol=0)
-    store = ImageStore(tmp_path / "cache", SIZE)
-    assert store.missing([file_key(p) for p in paths]) == []  # all stored after epoch 1
-    # a new dataset over the same files needs no write-through: everything is cached
-    again, report2 = build_image_dataset(records, SIZE, settings, write_through=True)
-    assert again.write_through is None and report2.decoded == 0
