@@ -318,7 +318,9 @@ class ClassifyTask(Task):
 
     def metrics(self) -> ClassifyMetrics:
         counts = self.class_counts()
-        groups = frequency_groups(counts) if any(counts) and len(self.classes) >= 3 else []
+        # head/medium/tail only mean something on imbalanced data (max/min count >= 1.5)
+        imbalanced = len(counts) >= 3 and max(counts) >= 1.5 * max(min(counts), 1)
+        groups = frequency_groups(counts) if imbalanced else []
         return ClassifyMetrics(len(self.classes), self.classes, groups, self._coarse_index())
 
     def _coarse_index(self) -> list[str] | None:
