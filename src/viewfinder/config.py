@@ -43,9 +43,8 @@ class DataConfig(_Section):
     on_bad_image: Literal["error", "skip"] = "error"
     num_workers: int | Literal["auto"] = "auto"
     augment: Literal["none", "light", "medium", "strong"] = "light"
-    hflip: bool = (
-        True  # random horizontal flips when augmenting (off for orientation-bound classes)
-    )
+    augment_exclude: str = ""  # per-sample ops to leave out, "+"-joined: rotate+shear+color
+    hflip: bool = True  # random horizontal flips (off for orientation-bound classes)
     vflip: bool = False  # random vertical flips (on for top-down images: cells, wafers, fabric)
     cache: bool = True  # decode each image once into the on-disk cache (see data/cache.py)
     cache_dir: str | None = None  # default: $VIEWFINDER_CACHE_DIR or ~/.cache/viewfinder
@@ -58,6 +57,19 @@ class DataConfig(_Section):
     tta: str = "none"  # test-time views joined by "+": hflip, vflip, scale (e.g. hflip+scale)
     mixup: float = Field(0.0, ge=0.0)  # mixup alpha (0 = off); soft targets
     cutmix: float = Field(0.0, ge=0.0)  # cutmix alpha (0 = off); with mixup, one per batch
+
+    @field_validator("augment_exclude")
+    @classmethod
+    def _check_exclude(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        from viewfinder.data.transforms import AUGMENT_OPS  # imports torch: only when set
+
+        ops = [v.strip() for v in value.split("+") if v.strip()]
+        unknown = [v for v in ops if v not in AUGMENT_OPS]
+        if unknown:
+            raise ValueError(f"unknown op {unknown[0]!r}; choose from {', '.join(AUGMENT_OPS)}")
+        return "+".join(ops)
 
     @field_validator("tta")
     @classmethod

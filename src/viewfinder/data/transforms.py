@@ -30,13 +30,36 @@ _CROP_SCALE = {"none": None, "light": (0.6, 1.0), "medium": (0.6, 1.0), "strong"
 _RATIO = (3 / 4, 4 / 3)
 
 
-def sample_transform(preset: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The per-sample uint8 op of a preset (None when it has none)."""
+# user-facing names of the per-sample ops -> torchvision's op names
+AUGMENT_OPS: dict[str, tuple[str, ...]] = {
+    "rotate": ("Rotate",), "shear": ("ShearX", "ShearY"), "translate": ("TranslateX", "TranslateY"),
+    "brightness": ("Brightness",), "color": ("Color",), "contrast": ("Contrast",),
+    "sharpness": ("Sharpness",), "posterize": ("Posterize",), "solarize": ("Solarize",),
+    "autocontrast": ("AutoContrast",), "equalize": ("Equalize",),
+}  # fmt: skip
+
+
+def sample_transform(
+    preset: str, exclude: Sequence[str] = ()
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The per-sample uint8 op of a preset (None when it has none), minus ``exclude`` ops.
+
+    ``exclude`` (config ``augment_exclude=rotate+shear``) removes ops from TrivialAugment's or
+    RandAugment's space, for classes that a rotation, shear or colour change would turn into
+    another class. It narrows torchvision's (pinned) ``_AUGMENTATION_SPACE`` on the instance.
+    """
     if preset == "medium":
-        return v2.TrivialAugmentWide()
-    if preset == "strong":
-        return v2.RandAugment(num_ops=2, magnitude=9)
-    return None
+        op: v2.Transform = v2.TrivialAugmentWide()
+    elif preset == "strong":
+        op = v2.RandAugment(num_ops=2, magnitude=9)
+    else:
+        return None
+    dropped = {name for key in exclude for name in AUGMENT_OPS[key]}
+    if dropped:
+        op._AUGMENTATION_SPACE = {
+            k: v for k, v in op._AUGMENTATION_SPACE.items() if k not in dropped
+        }
+    return op
 
 
 def _crop_theta(batch: int, scale: tuple[float, float], hflip: bool, vflip: bool) -> torch.Tensor:

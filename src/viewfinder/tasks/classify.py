@@ -203,7 +203,11 @@ class ClassifyTask(Task):
             targets=self._targets(records),
             seed=self.cfg.train.seed,
             on_bad_image=d.on_bad_image,
-            sample_transform=sample_transform(d.augment) if train and not frozen else None,
+            sample_transform=(
+                sample_transform(d.augment, [x for x in d.augment_exclude.split("+") if x])
+                if train and not frozen
+                else None
+            ),
         )
         self.data_reports[split if data is None else "data"] = report
         self.records_seen = records

@@ -229,3 +229,24 @@ def test_runs_on_a_permuted_channels_last_uint8_view(train: bool) -> None:
     assert from_view.shape == (6, 3, 16, 16) and from_view.dtype == torch.float32
     torch.testing.assert_close(from_view, from_copy)
     assert torch.equal(hwc.permute(0, 3, 1, 2), view)  # the input is left alone
+
+
+def test_augment_exclude_removes_ops_from_the_space() -> None:
+    from viewfinder.data.transforms import sample_transform
+
+    op = sample_transform("strong", ["rotate", "shear"])
+    assert not {"Rotate", "ShearX", "ShearY"} & set(op._AUGMENTATION_SPACE)
+    assert "Brightness" in op._AUGMENTATION_SPACE
+    assert "Rotate" in sample_transform("strong")._AUGMENTATION_SPACE  # class space untouched
+    image = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
+    assert op(image).shape == image.shape
+
+
+def test_augment_exclude_config_is_validated() -> None:
+    from viewfinder.config import build_config
+    from viewfinder.errors import UserError
+
+    cfg = build_config("classify", overrides={"augment_exclude": "rotate+color"})
+    assert cfg.data.augment_exclude == "rotate+color"
+    with pytest.raises(UserError, match="unknown op 'spin'"):
+        build_config("classify", overrides={"augment_exclude": "spin"})
