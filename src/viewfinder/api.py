@@ -120,25 +120,27 @@ def _fit(cfg: RunConfig, run_dir: Path, *, resume: bool, callbacks, progress: bo
     trainer.setup(resume=resume)
     status = trainer.fit()
     if trainer.accelerator.is_main_process:
-        posthoc = None
+        posthoc = adjusted = None
         if status in ("completed", "early_stopped") and cfg.train.posthoc != "none":
             from viewfinder.training.posthoc import apply_posthoc
 
             posthoc = apply_posthoc(run_dir, cfg)
-        _write_summary(run_dir, cfg, trainer, status, posthoc)
-        if posthoc is not None:  # compare/sweep tables show the adjusted model's val metrics
-            summary = Run(run_dir).summary
-            adjusted = evaluate(run_dir, split="val")
-            summary.update(metrics_before_posthoc=summary["metrics"], metrics=adjusted)
-            summary["best_value"] = adjusted.get(cfg.train.monitor, summary["best_value"])
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            adjusted = evaluate(run_dir, split="val")  # compare/sweep show the adjusted model
+        _write_summary(run_dir, cfg, trainer, status, posthoc, adjusted)
     trainer.accelerator.wait_for_everyone()
     return Run(run_dir)
 
 
 def _write_summary(
-    run_dir: Path, cfg: RunConfig, trainer: Any, status: str, posthoc: dict | None = None
+    run_dir: Path,
+    cfg: RunConfig,
+    trainer: Any,
+    status: str,
+    posthoc: dict | None = None,
+    adjusted: dict[str, Any] | None = None,
 ) -> None:
+    """``summary.json``; after post-hoc re-balancing, ``adjusted`` (the tuned model's val
+    metrics) replaces the best epoch's, which stay as ``metrics_before_posthoc``."""
     run = Run(run_dir)
     records = run.metrics
     previous = run.summary
@@ -164,6 +166,9 @@ def _write_summary(
         "peak_rss_mb": trainer.peak_rss_mb,
         "posthoc": posthoc,
     }  # fmt: skip
+    if adjusted is not None:
+        summary.update(metrics_before_posthoc=summary["metrics"], metrics=adjusted)
+        summary["best_value"] = adjusted.get(cfg.train.monitor, summary["best_value"])
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
 

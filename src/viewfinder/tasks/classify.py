@@ -87,7 +87,7 @@ class ClassifyTask(Task):
             id_column=data.id_column,
             test_path=data.test_path,
         )
-        train, val = self._split(self._level(source.train), source.val)
+        train, val = self._split(self._level(source.train), self._level(source.val))
         splits = {"train": train, "val": val, "test": self._level(source.test)}
         splits, skipped = self._drop_bad_images(splits)
         self.splits = splits
@@ -119,7 +119,6 @@ class ClassifyTask(Task):
         ``data.folds`` (the test split is never part of any fold).
         """
         data, seed = self.cfg.data, self.cfg.train.seed
-        val = self._level(val)
         if data.fold is not None or data.folds is not None:
             if data.fold is None or data.folds is None or data.fold >= data.folds:
                 raise UserError(

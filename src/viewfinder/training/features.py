@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from viewfinder.data.cache import file_key, load_features, save_features
 from viewfinder.data.dataset import EpochAware, ImageDataset, collate_skipping, sample_seed
 from viewfinder.models.frozen import frozen_parts
+from viewfinder.training.loop import autocast
 from viewfinder.training.precision import Numerics
 
 VIEWS = {False: ("original",), True: ("original", "hflip")}
@@ -57,7 +58,6 @@ def extract_features(
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skipping)
     out: np.ndarray | None = None
-    dtype = torch.bfloat16 if numerics.precision == "bf16" else torch.float16
     for batch in loader:
         if batch is None:
             continue
@@ -67,7 +67,7 @@ def extract_features(
         for view in views:
             if numerics.channels_last:
                 view = view.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=dtype, enabled=numerics.precision != "fp32"):
+            with autocast(device, numerics):
                 feats.append(features_fn(view).float().cpu())
         stacked = torch.stack(feats, dim=1).numpy()
         if out is None:

@@ -108,7 +108,7 @@ def forward_views(
     return {"loss": loss, "outputs": log_probs}
 
 
-class _Session:
+class InferenceSession:
     """A run's best model over one split or ``data``, batch by batch (TTA views averaged)."""
 
     def __init__(
@@ -146,7 +146,7 @@ def run_inference(
     Metrics and loss are only filled when every record has a label. ``tta`` overrides the run's
     ``data.tta`` (e.g. ``"hflip+scale"``; ``"none"`` turns it off).
     """
-    session = _Session(run_dir, cfg, split, data, tta)
+    session = InferenceSession(run_dir, cfg, split, data, tta)
     task = session.task
     metrics = task.metrics().to(session.device) if session.labelled else None
     loss_sum, count, out_rows = 0.0, 0, []
@@ -166,7 +166,7 @@ def predict_probabilities(
 ) -> Predictions:
     """Class probabilities per record (TTA-averaged): the input of out-of-fold files and
     ensembles. Outputs must be class logits (classification tasks)."""
-    session = _Session(run_dir, cfg, split, data, tta)
+    session = InferenceSession(run_dir, cfg, split, data, tta)
     records, probs, targets, loss_sum = [], [], [], 0.0
     for batch, out in session.batches():
         records += batch["records"]

@@ -26,8 +26,7 @@ from viewfinder.errors import UserError
 from viewfinder.models.frozen import frozen_parts
 from viewfinder.models.rebalance import METRICS, log_prior, tau_normalize, tune_tau, tune_tau_norm
 from viewfinder.training.checkpoint import save_weights
-from viewfinder.training.inference import load_trained
-from viewfinder.training.loop import autocast, make_loader, prepare_batch
+from viewfinder.training.inference import InferenceSession
 
 
 def final_linear(model: nn.Module) -> nn.Linear:
@@ -42,23 +41,15 @@ def final_linear(model: nn.Module) -> nn.Linear:
 @torch.no_grad()
 def _val_inputs(run_dir: Path, cfg: RunConfig) -> tuple[Any, nn.Module, torch.Tensor, torch.Tensor]:
     """(task, model, inputs of the final linear layer, targets) over the validation split."""
-    task, model, numerics, device = load_trained(run_dir, cfg)
-    linear = final_linear(model)
+    session = InferenceSession(run_dir, cfg, "val", None, "none")
+    linear = final_linear(session.model)
     captured: list[torch.Tensor] = []
     hook = linear.register_forward_hook(lambda m, args, out: captured.append(args[0].float()))
-    targets: list[torch.Tensor] = []
     try:
-        for batch in make_loader(task.dataset("val", train=False), task, cfg, train=False):
-            if batch is None:
-                continue
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            batch = prepare_batch(task.transform_batch(batch, train=False), numerics.channels_last)
-            with autocast(device, numerics):
-                model(batch["image"])
-            targets.append(batch["target"])
+        targets = [batch["target"] for batch, _ in session.batches()]
     finally:
         hook.remove()
-    return task, model, torch.cat(captured).cpu(), torch.cat(targets).cpu()
+    return session.task, session.model, torch.cat(captured).cpu(), torch.cat(targets).cpu()
 
 
 def _is_adjusted(path: Path) -> bool:
@@ -85,13 +76,10 @@ def apply_posthoc(run_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
     metric = cfg.train.monitor if cfg.train.monitor in METRICS else "macro_f1"
     counts = task.class_counts()
     if method == "logit_adjust":
-        logits = features @ weight.T + (bias if bias is not None else 0)
-        tau, table = tune_tau(logits, targets, counts, metric=metric)
-        shift = -tau * log_prior(counts)
-        new_bias = (bias if bias is not None else torch.zeros(len(counts))) + shift
-        if linear.bias is None:
+        if bias is None:
             raise UserError("train.posthoc=logit_adjust needs a classifier with a bias")
-        linear.bias.data.copy_(new_bias.to(linear.bias.dtype))
+        tau, table = tune_tau(features @ weight.T + bias, targets, counts, metric=metric)
+        linear.bias.data.copy_((bias - tau * log_prior(counts)).to(linear.bias.dtype))
     else:
         tau, table = tune_tau_norm(features, weight, bias, targets, metric=metric)
         linear.weight.data.copy_(tau_normalize(weight, tau).to(linear.weight.dtype))
