@@ -1,6 +1,7 @@
 """Long-tail recipe comparison (issue 4): same backbone and epochs, one run, on real long tails.
 
     python benchmarks/longtail.py [--data elpv|digits|both] [--out /tmp/vf-longtail] [--epochs N]
+                                  [--seeds 0,1,2]
 
 Recipes (each one config switch in viewfinder):
 - ``plain_ce``: uniform sampling, cross-entropy;
@@ -10,13 +11,15 @@ Recipes (each one config switch in viewfinder):
 - ``crt``: cross-entropy, then classifier re-training on frozen features with class-balanced
   sampling (Kang et al. 2020).
 Scores on the test split: weighted F1, macro F1, balanced accuracy, head/medium/tail accuracy.
-Writes ``<out>/longtail.json`` and a Markdown table.
+With several seeds every recipe is trained once per seed (same data split) and the table shows
+mean +- standard deviation. Writes ``<out>/longtail.json`` and a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,15 +63,18 @@ SCORES = (
 )
 
 
-def train_recipe(data: Path, out: Path, name: str, recipe: dict, base: dict, epochs: int) -> Any:
+def train_recipe(
+    data: Path, out: Path, name: str, recipe: dict, base: dict, epochs: int, seed: int
+) -> Any:
     import viewfinder
 
     return viewfinder.train(
         "classify",
         data=str(data),
-        name=name,
+        name=f"{name}-seed{seed}",
         output_dir=str(out / "runs"),
         epochs=epochs,
+        seed=seed,
         monitor="macro_f1",
         warmup_epochs=0.5,
         progress=False,
@@ -84,33 +90,51 @@ def score(run: Any) -> dict[str, float]:
     return {k: round(float(result[k]), 4) for k in SCORES if k in result}
 
 
-def run_dataset(name: str, data: Path, out: Path, epochs: int) -> list[dict]:
+def run_dataset(name: str, data: Path, out: Path, epochs: int, seed: int) -> list[dict]:
     base = SETTINGS[name]
     rows = []
     for recipe, overrides in RECIPES.items():
-        run = train_recipe(data, out, f"{name}-{recipe}", overrides, base, epochs)
-        rows.append({"data": name, "recipe": recipe, **score(run)})
+        run = train_recipe(data, out, f"{name}-{recipe}", overrides, base, epochs, seed)
+        rows.append({"data": name, "recipe": recipe, "seed": seed, **score(run)})
         print(json.dumps(rows[-1]), flush=True)
         if recipe == "plain_ce":
             stage1 = run
     crt_epochs = max(2, epochs // 3)
-    crt = train_recipe(
-        data,
-        out,
-        f"{name}-crt",
-        {**CRT_STAGE2, "weights": str(stage1.path / "best.safetensors")},
-        base,
-        crt_epochs,
-    )
-    rows.append({"data": name, "recipe": "crt", **score(crt)})
+    stage2 = {**CRT_STAGE2, "weights": str(stage1.path / "best.safetensors")}
+    crt = train_recipe(data, out, f"{name}-crt", stage2, base, crt_epochs, seed)
+    rows.append({"data": name, "recipe": "crt", "seed": seed, **score(crt)})
     print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| data | recipe | " + " | ".join(SCORES) + " |", "|---|---|" + "---|" * len(SCORES)]
+def summarise(rows: list[dict]) -> list[dict]:
+    """One row per (data, recipe): mean and standard deviation over seeds."""
+    groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
-        cells = [f"{row[k]:.3f}" if k in row else "-" for k in SCORES]
+        groups.setdefault((row["data"], row["recipe"]), []).append(row)
+    summary = []
+    for (data, recipe), group in groups.items():
+        entry: dict[str, Any] = {"data": data, "recipe": recipe, "seeds": len(group)}
+        for key in SCORES:
+            values = [r[key] for r in group if key in r]
+            if values:
+                entry[key] = statistics.mean(values)
+                entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary.append(entry)
+    return summary
+
+
+def markdown(summary: list[dict]) -> str:
+    lines = ["| data | recipe | " + " | ".join(SCORES) + " |", "|---|---|" + "---|" * len(SCORES)]
+    for row in summary:
+        cells = []
+        for key in SCORES:
+            if key not in row:
+                cells.append("-")
+            elif row["seeds"] > 1:
+                cells.append(f"{row[key]:.3f} ± {row[key + '_std']:.3f}")
+            else:
+                cells.append(f"{row[key]:.3f}")
         lines.append(f"| {row['data']} | {row['recipe']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -120,7 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default="both", choices=("elpv", "digits", "both"))
     parser.add_argument("--out", default="/tmp/vf-longtail")
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
     args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
     sets = {
         "elpv": lambda: longtail_data.export_elpv(out / "elpv"),
@@ -128,9 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     }
     rows: list[dict] = []
     for name in ("elpv", "digits") if args.data == "both" else (args.data,):
-        rows += run_dataset(name, sets[name](), out, args.epochs)
-    (out / "longtail.json").write_text(json.dumps(rows, indent=2))
-    table = markdown(rows)
+        data = sets[name]()
+        for seed in seeds:
+            rows += run_dataset(name, data, out, args.epochs, seed)
+    summary = summarise(rows)
+    (out / "longtail.json").write_text(json.dumps({"runs": rows, "summary": summary}, indent=2))
+    table = markdown(summary)
     (out / "longtail.md").write_text(table + "\n")
     print(table)
 

@@ -171,6 +171,29 @@ class ImageDataset(EpochAware, Dataset):
                 return None
             raise
 
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any] | None] | dict[str, Any]:
+        """A whole batch at once (the ``DataLoader`` calls this when it exists).
+
+        Cached images without per-sample ops are read straight into one (B, S, S, 3) array and
+        returned already collated: the image tensor is its (B, 3, S, S) view, i.e. channels-last
+        memory, which the batched crop reads without a copy. Otherwise one item per index.
+        """
+        if self.cache is None or self.sample_transform is not None:
+            return [self[i] for i in indices]
+        arrays, stored = self.cache.read_batch(indices)
+        if len(stored) < len(indices) and self.on_bad_image != "skip":
+            bad = next(i for i in indices if i not in set(stored))
+            raise BadImageError(self.records[bad].path, "not decodable (see the cache fill)")
+        targets = (
+            [self.targets[i] for i in stored] if self.targets is not None else [-1] * len(stored)
+        )
+        return {
+            "image": torch.from_numpy(arrays).permute(0, 3, 1, 2),
+            "target": torch.tensor(targets, dtype=torch.int64),
+            "index": torch.tensor(stored, dtype=torch.int64),
+            "skipped": len(indices) - len(stored),
+        }
+
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         array = self._array(index)
         if array is None:
@@ -217,8 +240,15 @@ def build_image_dataset(
     return dataset, report
 
 
-def collate_skipping(items: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Default collation that drops skipped (``None``) samples and counts them in ``skipped``."""
+def collate_skipping(
+    items: list[dict[str, Any] | None] | dict[str, Any],
+) -> dict[str, Any] | None:
+    """Default collation that drops skipped (``None``) samples and counts them in ``skipped``.
+
+    A dict is a batch ``ImageDataset.__getitems__`` already assembled: passed on (None if empty).
+    """
+    if isinstance(items, dict):
+        return items if len(items["index"]) else None
     good = [item for item in items if item is not None]
     if not good:
         return None

@@ -9,6 +9,9 @@ and ensembles use them with no special case:
 
 tau is chosen on the validation split for the run's monitored metric (macro F1 when the monitor
 is not one of accuracy / macro_f1 / weighted_f1 / balanced_accuracy); ties keep the smaller tau.
+``posthoc.json``'s ``val_after`` is the tuning's own estimate, from float32 logits of the captured
+features; the run summary's metrics come from evaluating the adjusted model itself, whose head may
+run in bf16, so near-tied predictions can differ slightly between the two.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from tests.helpers import BAD_IMAGE_KEYS, GOOD_IMAGE_KEYS, make_bad_image_corpus
 from viewfinder.cli import app
 from viewfinder.data import dataset as dataset_module
 from viewfinder.data.cache import (
+    SPEC_VERSION,
     CachedImages,
     ImageStore,
     cache_info,
@@ -39,7 +40,7 @@ from viewfinder.data.dataset import (
     collate_skipping,
     decode_many,
 )
-from viewfinder.data.images import decode_resized, load_image
+from viewfinder.data.images import decode_resized, load_image, resize_array
 from viewfinder.data.sources import ImageRecord
 from viewfinder.errors import BadImageError, UserError
 
@@ -129,8 +130,31 @@ def test_decode_resized_applies_exif_orientation(tmp_path: Path) -> None:
 def test_decode_resized_equals_full_decode_then_resize_for_small_images(tmp_path: Path) -> None:
     paths = _write_inputs(tmp_path)
     for path in paths.values():
-        expected = np.asarray(load_image(path).resize((16, 16), Image.Resampling.BILINEAR))
+        expected = resize_array(np.asarray(load_image(path)), 16, 16)
         np.testing.assert_array_equal(decode_resized(path, 16), expected)
+
+
+def _smooth(rows: int, cols: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    pixels = np.stack([xx / cols * 255, yy / rows * 255, 128 + 90 * np.sin(xx / 9 + yy / 13)], 2)
+    return pixels.round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(300, 420), (150, 160), (90, 200), (60, 50)])
+def test_resize_array_matches_an_antialiased_resize_on_smooth_images(shape: tuple) -> None:
+    """Shrinking by 2.8x, by ~1.1x, shrinking one axis while growing the other, enlarging."""
+    image = _smooth(*shape)
+    ours = resize_array(image, 128, 128).astype(np.float64)
+    pil = np.asarray(Image.fromarray(image).resize((128, 128), Image.Resampling.BILINEAR))
+    assert ours.shape == (128, 128, 3)
+    assert np.abs(ours - pil).mean() < 1.5
+
+
+def test_resize_array_averages_whole_blocks_exactly() -> None:
+    blocks = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    image = np.repeat(np.repeat(blocks, 4, axis=0), 4, axis=1)  # 32 x 32 of 4 x 4 blocks
+    np.testing.assert_array_equal(resize_array(image, 8, 8), blocks)
+    assert resize_array(image, 32, 32) is image  # already the size: untouched
 
 
 def test_large_jpeg_draft_decode_is_close_to_full_decode(tmp_path: Path) -> None:
@@ -392,6 +416,33 @@ def test_bad_files_are_skipped_as_none(tmp_path: Path, corpus: dict[str, Path]) 
     assert strict[keys.index("rgb_jpeg")] is not None
 
 
+def test_a_batch_read_equals_the_items_it_replaces(tmp_path: Path, corpus: dict[str, Path]) -> None:
+    """``__getitems__`` (what the DataLoader calls) = collating ``dataset[i]`` one by one,
+    with skipped files dropped and counted, and channels-last memory the crop reads in place."""
+    keys = _present_keys()
+    records = _records([corpus[k] for k in keys])
+    targets = list(range(100, 100 + len(keys)))
+    dataset, _ = build_image_dataset(
+        records, SIZE, CacheSettings(root=tmp_path / "cache"), targets=targets, on_bad_image="skip"
+    )
+    order = list(reversed(range(len(keys))))
+    batch = collate_skipping(dataset.__getitems__(order))
+    expected = collate_skipping([dataset[i] for i in order])
+    assert batch["skipped"] == expected["skipped"] == sum(k in BAD_IMAGE_KEYS for k in keys)
+    for name in ("image", "target", "index"):
+        assert torch.equal(batch[name], expected[name]), name
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last)
+    bad_only = [keys.index("truncated_jpeg")]
+    assert collate_skipping(dataset.__getitems__(bad_only)) is None
+
+    strict = ImageDataset(records, SIZE, cache=dataset.cache, on_bad_image="error")
+    with pytest.raises(BadImageError, match="not decodable"):
+        strict.__getitems__(order)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=collate_skipping)
+    seen = [i for b in loader if b is not None for i in b["index"].tolist()]
+    assert sorted(seen) == [i for i, k in enumerate(keys) if k not in BAD_IMAGE_KEYS]
+
+
 def test_a_bad_file_raises_under_the_error_policy(tmp_path: Path, corpus: dict[str, Path]) -> None:
     paths = [corpus["rgb_jpeg"], corpus["truncated_jpeg"], corpus["png16"]]
     with pytest.raises(BadImageError, match="truncated"):
@@ -535,7 +586,10 @@ def test_cache_info_and_clear_free_bytes(tmp_path: Path) -> None:
     assert cache_info(root) == []
     _filled_cache(root, tmp_path / "img")
     rows = {row["kind"]: row for row in cache_info(root)}
-    assert rows["images"]["name"] == f"rgb-resize{SIZE}-v1" and rows["images"]["items"] == 4
+    assert (
+        rows["images"]["name"] == f"rgb-resize{SIZE}-v{SPEC_VERSION}"
+        and rows["images"]["items"] == 4
+    )
     assert rows["images"]["bytes"] >= 4 * RECORD
     assert rows["features"]["items"] == 2 and rows["features"]["bytes"] > 0
 
@@ -555,7 +609,7 @@ def test_cli_cache_info_and_clear(tmp_path: Path) -> None:
     _filled_cache(root, tmp_path / "img")
     info = runner.invoke(app, ["cache", "info", "--dir", str(root)])
     assert info.exit_code == 0, info.output
-    assert f"rgb-resize{SIZE}-v1" in info.output and "features" in info.output
+    assert f"rgb-resize{SIZE}-v{SPEC_VERSION}" in info.output and "features" in info.output
     assert str(root) in info.output.replace("\n", "")
 
     cleared = runner.invoke(app, ["cache", "clear", "images", "--dir", str(root)])
