@@ -1,6 +1,10 @@
 """Speed benchmark (issue 3): viewfinder vs what a user would otherwise run, side by side, one run.
 
-    python benchmarks/speed.py [--out /tmp/vf-speed] [--quick]
+    python benchmarks/speed.py [--out /tmp/vf-speed] [--quick] [--only loader,train,frozen,memory]
+                               [--repeats 5] [--train-repeats 3]
+
+This machine is a shared VM whose speed drifts by tens of percent within minutes, so loaders and
+training runs are measured several times, contenders alternating, and medians are reported.
 
 Measures, on full-size JPEG photos (benchmarks/photos.py, 300-600 px):
 1. input pipeline: images/s of torchvision ImageFolder + PIL transforms vs viewfinder's loader
@@ -85,7 +89,9 @@ def warm_page_cache(root: Path) -> None:
         path.read_bytes()
 
 
-def bench_loader(results: list, root: Path, cache: Path, size: int, batch: int, repeats: int) -> None:
+def bench_loader(
+    results: list, root: Path, cache: Path, size: int, batch: int, repeats: int
+) -> None:
     """Each loader ``repeats`` times, alternating baseline and viewfinder; the median ratio counts.
 
     This machine is a shared VM whose speed drifts by +-30 % within minutes, so one run of each
@@ -187,15 +193,24 @@ def bench_training(
     batch: int,
     steps: int,
     peak: dict,
+    repeats: int,
 ) -> None:
+    """Per model, the three contenders in turn, ``repeats`` rounds; medians are reported."""
     for model in models:
-        plain = baselines.plain_fp32_train(
-            model, root, size=size, batch_size=batch, steps=steps, workers=0
-        )
-        amp = baselines.timm_amp_train(
-            model, root, size=size, batch_size=batch, steps=steps, workers=0
-        )
-        ours = viewfinder_train(root, out, model, size, batch, steps)
+        runs: dict[str, list[float]] = {"plain": [], "amp": [], "ours": []}
+        for repeat in range(repeats):
+            plain = baselines.plain_fp32_train(
+                model, root, size=size, batch_size=batch, steps=steps, workers=0
+            )
+            amp = baselines.timm_amp_train(
+                model, root, size=size, batch_size=batch, steps=steps, workers=0
+            )
+            ours = viewfinder_train(root, out, model, size, batch, steps)
+            for key, result in (("plain", plain), ("amp", amp), ("ours", ours)):
+                runs[key].append(result["images_per_second"])
+            emit(results, {"bench": "train_run", "model": model, "repeat": repeat,
+                           **{f"{k}_ips": v[-1] for k, v in runs.items()}})  # fmt: skip
+        median = {key: statistics.median(values) for key, values in runs.items()}
         flops = train_flops(model, size)
         ref = peak["bf16"] if ours["precision"] == "bf16" else peak["fp32"]
         emit(
@@ -205,15 +220,16 @@ def bench_training(
                 "model": model,
                 "size": size,
                 "batch": batch,
-                "plain_fp32_ips": plain["images_per_second"],
-                "timm_amp_ips": amp["images_per_second"],
-                "viewfinder_ips": ours["images_per_second"],
-                "vs_plain": ours["images_per_second"] / plain["images_per_second"],
-                "vs_timm_amp": ours["images_per_second"] / amp["images_per_second"],
+                "runs": repeats,
+                "plain_fp32_ips": median["plain"],
+                "timm_amp_ips": median["amp"],
+                "viewfinder_ips": median["ours"],
+                "vs_plain": median["ours"] / median["plain"],
+                "vs_timm_amp": median["ours"] / median["amp"],
                 "precision": ours["precision"],
                 "channels_last": ours["channels_last"],
                 "train_gflops_per_image": flops / 1e9,
-                "fraction_of_peak": flops * ours["images_per_second"] / ref,
+                "fraction_of_peak": flops * median["ours"] / ref,
                 "peak_rss_mb": ours["peak_rss_mb"],
             },
         )
@@ -251,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer images and steps")
     parser.add_argument("--only", default="loader,train,frozen,memory")
     parser.add_argument("--repeats", type=int, default=5, help="loader runs per worker count")
+    parser.add_argument("--train-repeats", type=int, default=3, help="rounds of training runs")
     args = parser.parse_args(argv)
     out = Path(args.out)
     cache = out / "cache"
@@ -273,7 +290,9 @@ def main(argv: list[str] | None = None) -> None:
     if "loader" in only:
         bench_loader(results, root, cache, 128, 32, args.repeats)
     if "train" in only:
-        bench_training(results, root, out, MODELS, 128, 32, 6 if args.quick else 15, peak)
+        bench_training(
+            results, root, out, MODELS, 128, 32, 6 if args.quick else 15, peak, args.train_repeats
+        )
     if "frozen" in only:
         bench_frozen(results, root, out, 128, 32)
     if "memory" in only:

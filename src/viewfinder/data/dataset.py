@@ -153,8 +153,9 @@ class ImageDataset(EpochAware, Dataset):
     def needs_workers(self) -> bool:
         """Whether loader worker processes pay off: only with per-image work left to do.
 
-        Cached images with batched augmentation are a ``pread`` each (~10 us); worker
-        processes would only add inter-process copies (measured: docs/benchmarks.md).
+        Cached images with batched augmentation are one ``preadv`` each (~10 us) straight into
+        the batch (``__getitems__``); worker processes would only add inter-process copies
+        (measured: docs/benchmarks.md).
         """
         return self.cache is None or self.sample_transform is not None
 

@@ -5,9 +5,11 @@ Images arrive as uint8 ``S x S`` arrays (``data/dataset.py``; ``S`` = training s
 - Per-sample ops that need per-image logic (TrivialAugment, RandAugment) run in the dataset on the
   small uint8 tensor (torchvision v2), in the loader's worker processes when there are any.
 - Crop + flip + resize + normalise run once per batch on the training device
-  (``BatchTransform``): one ``affine_grid``/``grid_sample`` call draws a random-resized crop and
-  flip for every image, as Kornia and DALI do; evaluation is one antialiased resize. On a GPU this
-  moves uint8 (4x fewer bytes than float) and does the arithmetic there.
+  (``BatchTransform``). On a GPU one ``affine_grid``/``grid_sample`` call draws a random-resized
+  crop and flip for every image, as Kornia and DALI do, after moving uint8 (4x fewer bytes than
+  float). On a CPU the same crop boxes are cut from the uint8 batch and resized per image with
+  OpenCV (``images.resize_array``, the resize the cache itself uses), then normalised as a batch.
+  Evaluation resizes the whole image the same way.
 
 Presets: ``none`` (resize only), ``light`` (random-resized crop of 60-100 % area + horizontal
 flip), ``medium`` (light + TrivialAugmentWide), ``strong`` (light with 35-100 % crops +
