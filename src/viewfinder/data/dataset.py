@@ -183,7 +183,7 @@ class ImageDataset(EpochAware, Dataset):
             return [self[i] for i in indices]
         arrays, stored = self.cache.read_batch(indices)
         if len(stored) < len(indices) and self.on_bad_image != "skip":
-            bad = next(i for i in indices if i not in set(stored))
+            bad = min(set(indices) - set(stored), key=indices.index)  # the first one
             raise BadImageError(self.records[bad].path, "not decodable (see the cache fill)")
         targets = (
             [self.targets[i] for i in stored] if self.targets is not None else [-1] * len(stored)
