@@ -124,6 +124,43 @@ def summarise(rows: list[dict]) -> list[dict]:
     return summary
 
 
+def versus_study(rows: list[dict]) -> list[dict]:
+    """Each recipe minus the study's recipe, paired by (data, seed): the target's comparison."""
+    study = {(r["data"], r["seed"]): r for r in rows if r["recipe"] == "study"}
+    groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for row in rows:
+        base = study.get((row["data"], row["seed"]))
+        if base is not None and row["recipe"] != "study":
+            diff = (row["macro_f1"] - base["macro_f1"], row["weighted_f1"] - base["weighted_f1"])
+            groups.setdefault((row["data"], row["recipe"]), []).append(diff)
+    return [
+        {
+            "data": data,
+            "recipe": recipe,
+            "seeds": len(diffs),
+            "macro_f1_gain": statistics.mean(d[0] for d in diffs),
+            "macro_f1_gain_min": min(d[0] for d in diffs),
+            "wins": sum(d[0] > 0 for d in diffs),
+            "weighted_f1_gain": statistics.mean(d[1] for d in diffs),
+        }
+        for (data, recipe), diffs in groups.items()
+    ]
+
+
+def versus_markdown(gains: list[dict]) -> str:
+    lines = [
+        "| data | recipe vs study | macro F1 gain | worst seed | seeds won | weighted F1 gain |",
+        "|---|---|---|---|---|---|",
+    ]
+    for g in gains:
+        lines.append(
+            f"| {g['data']} | {g['recipe']} | {100 * g['macro_f1_gain']:+.1f} pts "
+            f"| {100 * g['macro_f1_gain_min']:+.1f} pts | {g['wins']}/{g['seeds']} "
+            f"| {100 * g['weighted_f1_gain']:+.1f} pts |"
+        )
+    return "\n".join(lines)
+
+
 def markdown(summary: list[dict]) -> str:
     lines = ["| data | recipe | " + " | ".join(SCORES) + " |", "|---|---|" + "---|" * len(SCORES)]
     for row in summary:
@@ -157,9 +194,10 @@ def main(argv: list[str] | None = None) -> None:
         data = sets[name]()
         for seed in seeds:
             rows += run_dataset(name, data, out, args.epochs, seed)
-    summary = summarise(rows)
-    (out / "longtail.json").write_text(json.dumps({"runs": rows, "summary": summary}, indent=2))
-    table = markdown(summary)
+    summary, gains = summarise(rows), versus_study(rows)
+    content = {"runs": rows, "summary": summary, "versus_study": gains}
+    (out / "longtail.json").write_text(json.dumps(content, indent=2))
+    table = markdown(summary) + "\n\n" + versus_markdown(gains)
     (out / "longtail.md").write_text(table + "\n")
     print(table)
 
