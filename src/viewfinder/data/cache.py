@@ -222,15 +222,16 @@ class CachedImages:
 
         One ``preadv`` per image straight into the batch array: no per-image objects, no copy.
         """
-        where = self.locations[np.asarray(positions, dtype=np.int64)]
-        stored = [p for p, (shard, _) in zip(positions, where, strict=True) if shard >= 0]
-        out = np.empty((len(stored), self.size, self.size, 3), dtype=np.uint8)
+        wanted = np.asarray(positions, dtype=np.int64)
+        where = self.locations[wanted]
+        present = where[:, 0] >= 0
+        out = np.empty((int(present.sum()), self.size, self.size, 3), dtype=np.uint8)
         self.open_shards()
-        for slot, (shard, row) in enumerate(where[where[:, 0] >= 0]):
+        for slot, (shard, row) in enumerate(where[present]):
             got = os.preadv(self._fds[shard], [out[slot]], int(row) * self.record_bytes)
             if got != self.record_bytes:
                 raise OSError(f"cache shard {self.shards[shard]} is truncated: clear the cache")
-        return out, stored
+        return out, wanted[present].tolist()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -163,7 +163,7 @@ class ImageDataset(EpochAware, Dataset):
         if self.cache is not None:
             array = self.cache[index]
             if array is None and self.on_bad_image != "skip":
-                raise BadImageError(self.records[index].path, "not decodable (see the cache fill)")
+                raise self._not_cached(index)
             return array
         try:
             return decode_resized(self.records[index].path, self.size)
@@ -183,14 +183,10 @@ class ImageDataset(EpochAware, Dataset):
             return [self[i] for i in indices]
         arrays, stored = self.cache.read_batch(indices)
         if len(stored) < len(indices) and self.on_bad_image != "skip":
-            bad = min(set(indices) - set(stored), key=indices.index)  # the first one
-            raise BadImageError(self.records[bad].path, "not decodable (see the cache fill)")
-        targets = (
-            [self.targets[i] for i in stored] if self.targets is not None else [-1] * len(stored)
-        )
+            raise self._not_cached(min(set(indices) - set(stored), key=indices.index))
         return {
             "image": torch.from_numpy(arrays).permute(0, 3, 1, 2),
-            "target": torch.tensor(targets, dtype=torch.int64),
+            "target": torch.tensor([self._target(i) for i in stored], dtype=torch.int64),
             "index": torch.tensor(stored, dtype=torch.int64),
             "skipped": len(indices) - len(stored),
         }
@@ -205,8 +201,14 @@ class ImageDataset(EpochAware, Dataset):
         if self.sample_transform is not None:
             torch.manual_seed(sample_seed(self.seed, self.epoch, index))
             image = self.sample_transform(image)
-        target = self.targets[index] if self.targets is not None else -1
-        return {"image": image, "target": target, "index": index}
+        return {"image": image, "target": self._target(index), "index": index}
+
+    def _target(self, index: int) -> int:
+        return self.targets[index] if self.targets is not None else -1
+
+    def _not_cached(self, index: int) -> BadImageError:
+        """A file the cache fill could not decode, read under the "error" policy."""
+        return BadImageError(self.records[index].path, "not decodable (see the cache fill)")
 
 
 def build_image_dataset(

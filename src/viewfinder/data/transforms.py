@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -100,8 +101,6 @@ def _crop_uint8(images: torch.Tensor, theta: torch.Tensor, size: tuple[int, int]
     into planes. Returns contiguous (B, 3, h, w) uint8, the layout the per-channel normalisation
     is fastest on (torch's own channels-last -> planar copy of uint8 costs 8x OpenCV's split).
     """
-    import cv2
-
     height, width = images.shape[-2:]
     source = images.permute(0, 2, 3, 1).contiguous().numpy()  # no copy when channels-last
     out = np.empty((images.shape[0], images.shape[1], *size), dtype=np.uint8)
