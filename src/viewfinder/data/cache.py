@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from viewfinder.errors import UserError
+
 SPEC_VERSION = 2  # 2: OpenCV box + bilinear resize (images.resize_array)
 GIB = 1024**3
 
@@ -230,7 +232,8 @@ class CachedImages:
         for slot, (shard, row) in enumerate(where[present]):
             got = os.preadv(self._fds[shard], [out[slot]], int(row) * self.record_bytes)
             if got != self.record_bytes:
-                raise OSError(f"cache shard {self.shards[shard]} is truncated: clear the cache")
+                path = self.folder / f"{self.shards[shard]}.u8"
+                raise UserError(f"{path}: cache shard is truncated; run viewfinder cache clear")
         return out, wanted[present].tolist()
 
     def __getstate__(self) -> dict[str, Any]:

@@ -365,6 +365,17 @@ def test_ensure_cached_never_evicts_what_it_is_about_to_return(tmp_path: Path) -
     assert [i for i in range(10) if reader[i] is None] == []
 
 
+def test_a_truncated_shard_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    paths = _write_pngs(tmp_path / "img", 4)
+    reader = ensure_cached(ImageStore(tmp_path / "cache", SIZE), paths, CountingDecode())
+    shard = reader.folder / f"{reader.shards[0]}.u8"
+    os.truncate(shard, 3 * RECORD + 5)  # the last record cut short
+    assert reader.read_batch([0, 1, 2])[0].shape == (3, SIZE, SIZE, 3)
+    with pytest.raises(UserError, match=f"{shard.name}: cache shard is truncated") as raised:
+        reader.read_batch([0, 3])
+    assert "\n" not in str(raised.value)
+
+
 # --- pickling -------------------------------------------------------------------------------------
 def test_cached_images_survive_a_pickle_round_trip(tmp_path: Path) -> None:
     paths = _write_pngs(tmp_path / "img", 6)
