@@ -8,9 +8,17 @@ Recipes (each one config switch in viewfinder):
 - ``study``: the defect-competition study's recipe, WeightedRandomSampler + focal loss;
 - ``balanced_softmax``: Ren et al. 2020;
 - ``posthoc_la``: cross-entropy, then post-hoc logit adjustment with tau tuned on validation;
+- ``class_bias``: cross-entropy, then logit adjustment plus per-class bias offsets tuned on
+  validation for macro F1 (``posthoc=class_bias``);
+- ``study_class_bias``: the study's recipe, then ``posthoc=class_bias`` (can move back to the head);
 - ``crt``: cross-entropy, then classifier re-training on frozen features with class-balanced
   sampling (Kang et al. 2020).
-Scores on the test split: weighted F1, macro F1, balanced accuracy, head/medium/tail accuracy.
+The post-hoc recipes start from a trained run of the same seed (a copy of its folder,
+resumed with ``posthoc=...``, as ``viewfinder train --resume RUN posthoc=logit_adjust`` does for
+a user). Training with ``posthoc=`` set gives the same model, since runs are deterministic per
+seed, so this only saves the retraining. ``--reuse`` keeps finished runs of an earlier call with
+the same ``--out`` (a long comparison can be continued). Scores on the test split: weighted F1,
+macro F1, balanced accuracy, head/medium/tail accuracy.
 With several seeds every recipe is trained once per seed (same data split) and the table shows
 mean +- standard deviation. Writes ``<out>/longtail.json`` and a Markdown table.
 """
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -32,7 +41,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     "plain_ce": {},
     "study": {"sampler": "inverse", "loss": "focal"},
     "balanced_softmax": {"loss": "balanced_softmax"},
-    "posthoc_la": {"posthoc": "logit_adjust"},
+}
+# post-hoc recipe -> (the trained recipe it starts from, posthoc method)
+POSTHOC = {
+    "posthoc_la": ("plain_ce", "logit_adjust"),
+    "class_bias": ("plain_ce", "class_bias"),
+    "study_class_bias": ("study", "class_bias"),
 }
 CRT_STAGE2 = {"freeze_backbone": True, "reinit_head": True, "sampler": "inverse"}
 SETTINGS = {
@@ -52,6 +66,7 @@ SETTINGS = {
         "augment": "none",
     },
 }
+REUSE = False  # --reuse: keep finished runs of an earlier call with the same --out
 SCORES = (
     "weighted_f1",
     "macro_f1",
@@ -68,6 +83,9 @@ def train_recipe(
 ) -> Any:
     import viewfinder
 
+    finished = out / "runs" / "classify" / f"{name}-seed{seed}"
+    if REUSE and (finished / "summary.json").is_file():
+        return viewfinder.load_run(finished)
     return viewfinder.train(
         "classify",
         data=str(data),
@@ -83,6 +101,18 @@ def train_recipe(
     )
 
 
+def posthoc_recipe(source: Any, name: str, method: str) -> Any:
+    """A trained run's folder copied to ``name`` and resumed with ``posthoc=method``."""
+    import viewfinder
+
+    target = source.path.parent / name
+    if REUSE and (target / "posthoc.json").is_file():
+        return viewfinder.load_run(target)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source.path, target)
+    return viewfinder.resume(target, progress=False, posthoc=method)
+
+
 def score(run: Any) -> dict[str, float]:
     import viewfinder
 
@@ -92,15 +122,18 @@ def score(run: Any) -> dict[str, float]:
 
 def run_dataset(name: str, data: Path, out: Path, epochs: int, seed: int) -> list[dict]:
     base = SETTINGS[name]
-    rows = []
+    rows, trained = [], {}
     for recipe, overrides in RECIPES.items():
         run = train_recipe(data, out, f"{name}-{recipe}", overrides, base, epochs, seed)
         rows.append({"data": name, "recipe": recipe, "seed": seed, **score(run)})
         print(json.dumps(rows[-1]), flush=True)
-        if recipe == "plain_ce":
-            stage1 = run
+        trained[recipe] = run
+    for recipe, (source, method) in POSTHOC.items():
+        run = posthoc_recipe(trained[source], f"{name}-{recipe}-seed{seed}", method)
+        rows.append({"data": name, "recipe": recipe, "seed": seed, **score(run)})
+        print(json.dumps(rows[-1]), flush=True)
     crt_epochs = max(2, epochs // 3)
-    stage2 = {**CRT_STAGE2, "weights": str(stage1.path / "best.safetensors")}
+    stage2 = {**CRT_STAGE2, "weights": str(trained["plain_ce"].path / "best.safetensors")}
     crt = train_recipe(data, out, f"{name}-crt", stage2, base, crt_epochs, seed)
     rows.append({"data": name, "recipe": "crt", "seed": seed, **score(crt)})
     print(json.dumps(rows[-1]), flush=True)
@@ -182,7 +215,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="/tmp/vf-longtail")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    parser.add_argument("--reuse", action="store_true", help="keep finished runs in --out")
     args = parser.parse_args(argv)
+    global REUSE
+    REUSE = args.reuse
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
     sets = {

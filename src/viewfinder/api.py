@@ -266,12 +266,14 @@ def resume(
 ) -> Any:
     """Continue an interrupted run from its last checkpoint (``epochs=`` may extend it).
 
-    A fold-set folder continues its remaining folds (returns the ``FoldSet``).
+    ``posthoc=`` on a finished run (re)tunes post-hoc re-balancing of its best weights with no
+    training. A fold-set folder continues its remaining folds (returns the ``FoldSet``).
     """
     allowed = {"epochs", "train.epochs", "num_workers", "data.num_workers"}
+    allowed |= {"posthoc", "train.posthoc"}
     bad = sorted(set(overrides) - allowed)
     if bad:
-        raise UserError(f"resume can only change epochs or num_workers, not {bad[0]!r}")
+        raise UserError(f"resume can only change epochs, num_workers or posthoc, not {bad[0]!r}")
     from viewfinder.experiments.ensemble import is_fold_set
 
     path = getattr(run, "path", run)

@@ -111,7 +111,8 @@ class TrainConfig(_Section):
     class_weights: Literal["none", "inverse", "sqrt", "effective"] = "none"
     focal_gamma: float = Field(2.0, ge=0.0)
     logit_tau: float = Field(1.0, ge=0.0)  # tau of the logit-adjusted loss
-    posthoc: Literal["none", "logit_adjust", "tau_norm"] = "none"  # tuned on val after training
+    # tuned on val after training: logit_adjust / tau_norm (one tau) or class_bias (per class)
+    posthoc: Literal["none", "logit_adjust", "tau_norm", "class_bias"] = "none"
     grad_accum_steps: int = Field(1, ge=1)
     clip_grad_norm: float | None = Field(None, gt=0.0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

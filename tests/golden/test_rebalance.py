@@ -18,6 +18,7 @@ from viewfinder.models.rebalance import (
     log_prior,
     metric_fn,
     tau_normalize,
+    tune_class_bias,
     tune_tau,
     tune_tau_norm,
 )
@@ -101,6 +102,46 @@ def test_tune_tau_custom_grid_and_bad_input() -> None:
         tune_tau(logits, targets, COUNTS, taus=[])
     with pytest.raises(UserError, match="validation"):
         tune_tau(logits[:0], targets[:0], COUNTS)
+
+
+# --- per-class bias ------------------------------------------------------------------------------
+
+# Equal counts, so logit adjustment can change nothing; class 2's samples lose to class 0.
+BIAS_LOGITS = torch.tensor(
+    [[2, 0, 0], [2, 0, 1.25], [0, 2, 0], [0, 2, 0], [1, 0, 0.5], [1, 0, 0.6]]
+)
+BIAS_TARGETS = torch.tensor([0, 0, 1, 1, 2, 2])
+
+
+def test_class_bias_moves_one_threshold_that_logit_adjustment_cannot() -> None:
+    offsets, best, history = tune_class_bias(BIAS_LOGITS, BIAS_TARGETS, [5, 5, 5])
+    # Start (tau = 0): predictions 0 0 1 1 0 0 -> F1 = 4/6, 1, 0 -> macro 5/9.
+    assert history[0]["tau"] == 0.0 and history[0]["score"] == pytest.approx(5 / 9)
+    # Class 0 first, grid ascending from -3 (an offset d on class 0). d <= -2.1 loses sample 0
+    # to class 1; d = -2.0 ties it (argmax keeps class 0) and predicts 0 2 1 1 2 2 ->
+    # F1 = 2/3, 1, 4/5 -> macro 37/45, the first improvement. Both class-2 samples are right when
+    # 1 + d < 0.5 and sample 1 stays class 0 when 2 + d > 1.25: -0.75 < d < -0.5, first grid
+    # value -0.7 -> macro F1 1.0, which nothing can beat.
+    assert [(h["class"], h["offset"]) for h in history[1:]] == [(0, -2.0), (0, -0.7)]
+    assert history[1]["score"] == pytest.approx(37 / 45)
+    assert best == pytest.approx(1.0)
+    assert offsets.tolist() == pytest.approx([-0.7, 0.0, 0.0])
+
+
+def test_class_bias_starts_from_logit_adjustment_and_never_scores_below_it() -> None:
+    logits, targets = _biased_logits()
+    offsets, best, history = tune_class_bias(logits, targets, COUNTS)
+    # Already perfect after logit adjustment (tau 0.8): no change is accepted.
+    assert history[0]["tau"] == pytest.approx(0.8) and len(history) == 1
+    assert offsets.tolist() == pytest.approx((-0.8 * log_prior(COUNTS)).tolist())
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        noisy = torch.randn(60, 4, generator=generator)
+        labels = torch.randint(0, 4, (60,), generator=generator)
+        counts = [40, 10, 5, 1]
+        tau, table = tune_tau(noisy, labels, counts)
+        _, best, _ = tune_class_bias(noisy, labels, counts)
+        assert best >= dict(table)[tau]
 
 
 # --- metrics against scikit-learn ----------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 import viewfinder
 from tests.smoke.conftest import FAST
 from viewfinder.data.demo import generate_demo
+from viewfinder.errors import UserError
 from viewfinder.training.posthoc import _is_adjusted
 
 
@@ -54,6 +55,27 @@ def test_posthoc_writes_adjusted_weights(long_tail, runs_dir, method):
     # run in bf16, and this barely trained model's logits are near-ties.)
     metric = posthoc["metric"]
     assert run.evaluate()[metric] == pytest.approx(run.summary["metrics"][metric], abs=1e-6)
+
+
+def test_class_bias_posthoc_added_to_a_finished_run(long_tail, runs_dir):
+    """``train --resume RUN posthoc=class_bias``: no training, the raw best weights are tuned."""
+    run = _train(long_tail, runs_dir, max_steps_per_epoch=None)
+    raw = (run.path / "best.safetensors").read_bytes()
+    metrics_lines = (run.path / "metrics.jsonl").read_text()
+    resumed = viewfinder.resume(run.path, progress=False, posthoc="class_bias")
+    posthoc = resumed.summary["posthoc"]
+    classes = json.loads((run.path / "labels.json").read_text())["classes"]
+    assert posthoc["method"] == "class_bias" and len(posthoc["offsets"]) == len(classes)
+    assert posthoc["val_after"] >= posthoc["val_logit_adjust"] >= posthoc["val_before"]
+    assert (run.path / "best.raw.safetensors").read_bytes() == raw
+    assert (run.path / "metrics.jsonl").read_text() == metrics_lines  # no epoch was run
+    metric = posthoc["metric"]
+    assert resumed.evaluate()[metric] == pytest.approx(resumed.summary["metrics"][metric], abs=1e-6)
+    # Tuning again starts from the raw weights, not from the adjusted ones: same offsets.
+    again = viewfinder.resume(run.path, progress=False, posthoc="class_bias")
+    assert again.summary["posthoc"]["offsets"] == posthoc["offsets"]
+    with pytest.raises(UserError, match="not 'model'"):
+        viewfinder.resume(run.path, progress=False, model="resnet18")
 
 
 def test_crt_second_stage(long_tail, runs_dir):

@@ -111,6 +111,58 @@ def tune_tau(
     return _grid_search(evaluate, taus)
 
 
+# --- Per-class bias (threshold moving) --------------------------------------------------------
+
+# Offsets tried for each class, in logit units around the logit-adjusted start: -3.0 ... +3.0.
+BIAS_GRID: tuple[float, ...] = tuple(i / 10 for i in range(-30, 31))
+
+
+def tune_class_bias(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    counts: Counts,
+    *,
+    metric: str = "macro_f1",
+    rounds: int = 4,
+) -> tuple[torch.Tensor, float, list[dict[str, float]]]:
+    """Per-class logit offsets that maximise ``metric`` on validation logits.
+
+    Logit adjustment moves every class by ``-τ · log prior``: one knob, the right correction for
+    balanced error. F-scores are not balanced error: their best decision rule moves each class's
+    threshold on its own (Lipton et al. 2014, "Optimal thresholding of classifiers to maximize
+    F1"). This starts from the tuned logit adjustment and does coordinate ascent, one class at a
+    time over ``BIAS_GRID`` added to the start, for at most ``rounds`` passes. A change is kept
+    only when it beats the best score so far, so ties keep the logit-adjusted offsets and the
+    result never scores below logit adjustment on the validation set. Returns ``(offsets (C,),
+    best score, history)``; history has one entry per accepted change.
+    """
+    tau, _ = tune_tau(logits, targets, counts, metric=metric)
+    base = logits.detach().float()
+    start = -tau * log_prior(counts).to(base.device)
+    offsets = start.clone()
+
+    def evaluate(candidate: torch.Tensor) -> float:
+        return score_logits(base + candidate, targets, metric)
+
+    best = evaluate(offsets)
+    history = [{"round": 0, "class": -1, "offset": 0.0, "score": best, "tau": tau}]
+    for round_index in range(1, rounds + 1):
+        improved = False
+        for c in range(base.shape[1]):
+            for step in BIAS_GRID:
+                candidate = offsets.clone()
+                candidate[c] = start[c] + step
+                value = evaluate(candidate)
+                if value > best:
+                    best, offsets, improved = value, candidate, True
+                    history.append(
+                        {"round": round_index, "class": c, "offset": step, "score": value}
+                    )
+        if not improved:
+            break
+    return offsets.cpu(), best, history
+
+
 # --- τ-normalised classifier -----------------------------------------------------------------
 
 
@@ -205,6 +257,12 @@ def confusion_matrix(
     flat = targets * num_classes + predictions.detach().long()
     counts = torch.bincount(flat, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes).cpu().numpy().astype(np.int64)
+
+
+def score_logits(logits: torch.Tensor, targets: torch.Tensor, metric: str) -> float:
+    """``metric`` of the arg-max predictions of (N, C) ``logits`` against ``targets``."""
+    predictions = logits.argmax(dim=1)
+    return metric_fn(metric)(confusion_matrix(predictions, targets, logits.shape[1]))
 
 
 def metric_fn(name: str) -> MetricFn:
