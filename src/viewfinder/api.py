@@ -269,8 +269,9 @@ def resume(
     ``posthoc=`` on a finished run (re)tunes post-hoc re-balancing of its best weights with no
     training. A fold-set folder continues its remaining folds (returns the ``FoldSet``).
     """
-    allowed = {"epochs", "train.epochs", "num_workers", "data.num_workers"}
-    allowed |= {"posthoc", "train.posthoc"}
+    allowed = {
+        "epochs", "train.epochs", "num_workers", "data.num_workers", "posthoc", "train.posthoc"
+    }  # fmt: skip
     bad = sorted(set(overrides) - allowed)
     if bad:
         raise UserError(f"resume can only change epochs, num_workers or posthoc, not {bad[0]!r}")

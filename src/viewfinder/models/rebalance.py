@@ -92,7 +92,7 @@ def tune_tau(
     Returns ``(best_tau, [(tau, score), ...])`` with the history in ascending τ. Ties go to the
     smallest τ. Tune on validation data only: tuning on the test set would overstate the gain.
     """
-    score = metric_fn(metric)
+    metric_fn(metric)  # an unknown metric fails before any work
     logits = logits.detach()
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (N, C), got {tuple(logits.shape)}")
@@ -105,8 +105,7 @@ def tune_tau(
     base = logits.float()
 
     def evaluate(tau: float) -> float:
-        predictions = (base - tau * prior).argmax(dim=1)
-        return score(confusion_matrix(predictions, targets, logits.shape[1]))
+        return score_logits(base - tau * prior, targets, metric)
 
     return _grid_search(evaluate, taus)
 
@@ -134,9 +133,10 @@ def tune_class_bias(
     time over ``BIAS_GRID`` added to the start, for at most ``rounds`` passes. A change is kept
     only when it beats the best score so far, so ties keep the logit-adjusted offsets and the
     result never scores below logit adjustment on the validation set. Returns ``(offsets (C,),
-    best score, history)``; history has one entry per accepted change.
+    best score, history)``; history's first entry is the start (its ``tau``, its ``score`` and
+    the unadjusted model's ``score_before``), then one entry per accepted change.
     """
-    tau, _ = tune_tau(logits, targets, counts, metric=metric)
+    tau, table = tune_tau(logits, targets, counts, metric=metric)
     base = logits.detach().float()
     start = -tau * log_prior(counts).to(base.device)
     offsets = start.clone()
@@ -145,7 +145,8 @@ def tune_class_bias(
         return score_logits(base + candidate, targets, metric)
 
     best = evaluate(offsets)
-    history = [{"round": 0, "class": -1, "offset": 0.0, "score": best, "tau": tau}]
+    start_entry = {"score": best, "tau": tau, "score_before": table[0][1]}  # table[0]: tau = 0
+    history = [{"round": 0, "class": -1, "offset": 0.0, **start_entry}]
     for round_index in range(1, rounds + 1):
         improved = False
         for c in range(base.shape[1]):
@@ -197,7 +198,7 @@ def tune_tau_norm(
     the model as it is; pass ``bias=None`` to follow Kang et al., whose reference code drops it.
     Whatever is chosen here must be used the same way at prediction time.
     """
-    score = metric_fn(metric)
+    metric_fn(metric)  # an unknown metric fails before any work
     features = features.detach().float()
     weight = weight.detach().float().to(features.device)
     if features.ndim != 2 or weight.ndim != 2 or features.shape[1] != weight.shape[1]:
@@ -214,7 +215,7 @@ def tune_tau_norm(
         logits = features @ tau_normalize(weight, tau).T
         if offset is not None:
             logits = logits + offset
-        return score(confusion_matrix(logits.argmax(dim=1), targets, weight.shape[0]))
+        return score_logits(logits, targets, metric)
 
     return _grid_search(evaluate, taus)
 

@@ -34,7 +34,6 @@ from viewfinder.models.frozen import frozen_parts
 from viewfinder.models.rebalance import (
     METRICS,
     log_prior,
-    score_logits,
     tau_normalize,
     tune_class_bias,
     tune_tau,
@@ -121,11 +120,9 @@ def _tune(
         return _summary(method, metric, tau, scores[0.0], scores[tau]), table
     offsets, score, history = tune_class_bias(logits, targets, counts, metric=metric)
     linear.bias.copy_((bias + offsets).to(linear.bias.dtype))
-    before = score_logits(logits, targets, metric)
-    result = _summary(method, metric, history[0]["tau"], before, score)
-    result.update(
-        val_logit_adjust=history[0]["score"], offsets=[round(float(v), 4) for v in offsets]
-    )
+    start = history[0]
+    result = _summary(method, metric, start["tau"], start["score_before"], score)
+    result.update(val_logit_adjust=start["score"], offsets=[round(float(v), 4) for v in offsets])
     return result, history
 
 
