@@ -55,7 +55,7 @@ SETTINGS = {
         "image_size": 96,
         "batch_size": 32,
         "learning_rate": 2e-3,
-        "augment": "light",
+        "augment": "flip",  # whole cells: a crop can cut the crack that sets the label
         "vflip": True,
     },
     "digits": {

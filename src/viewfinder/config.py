@@ -42,7 +42,7 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     on_bad_image: Literal["error", "skip"] = "error"
     num_workers: int | Literal["auto"] = "auto"
-    augment: Literal["none", "light", "medium", "strong"] = "light"
+    augment: Literal["none", "flip", "light", "medium", "strong"] = "light"
     augment_exclude: str = ""  # per-sample ops to leave out, "+"-joined: rotate+shear+color
     hflip: bool = True  # random horizontal flips (off for orientation-bound classes)
     vflip: bool = False  # random vertical flips (on for top-down images: cells, wafers, fabric)

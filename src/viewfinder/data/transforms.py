@@ -11,10 +11,12 @@ Images arrive as uint8 ``S x S`` arrays (``data/dataset.py``; ``S`` = training s
   OpenCV (``images.resize_array``, the resize the cache itself uses), then normalised as a batch.
   Evaluation resizes the whole image the same way.
 
-Presets: ``none`` (resize only), ``light`` (random-resized crop of 60-100 % area + horizontal
-flip), ``medium`` (light + TrivialAugmentWide), ``strong`` (light with 35-100 % crops +
-RandAugment(2, 9)). Evaluation resizes the whole image (no centre crop), so objects near the border
-are never cut off. Flips can be turned off (``hflip=false``) for orientation-dependent classes.
+Presets: ``none`` (resize only), ``flip`` (the whole image, randomly flipped: for inspection
+images where a crop can cut the defect out and so change the label), ``light`` (random-resized
+crop of 60-100 % area + horizontal flip), ``medium`` (light + TrivialAugmentWide), ``strong``
+(light with 35-100 % crops + RandAugment(2, 9)). Evaluation resizes the whole image (no centre
+crop), so objects near the border are never cut off. Flips can be turned off (``hflip=false``)
+for orientation-dependent classes.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ from torchvision.transforms import v2
 
 from viewfinder.data.images import resize_array
 
-PRESETS = ("none", "light", "medium", "strong")
-_CROP_SCALE = {"none": None, "light": (0.6, 1.0), "medium": (0.6, 1.0), "strong": (0.35, 1.0)}
+PRESETS = ("none", "flip", "light", "medium", "strong")
+# random-resized-crop area range per preset (None: the whole image, only flipped)
+_CROP_SCALE = {
+    "none": None, "flip": None, "light": (0.6, 1.0), "medium": (0.6, 1.0), "strong": (0.35, 1.0)
+}  # fmt: skip
 _RATIO = (3 / 4, 4 / 3)
 
 
@@ -68,19 +73,26 @@ def sample_transform(
     return op
 
 
-def _crop_theta(batch: int, scale: tuple[float, float], hflip: bool, vflip: bool) -> torch.Tensor:
+def _crop_theta(
+    batch: int, scale: tuple[float, float] | None, hflip: bool, vflip: bool
+) -> torch.Tensor:
     """Affine matrices (B, 2, 3) of random-resized crops (torchvision's area/ratio law) + flips.
 
     In ``affine_grid``'s normalised coordinates an output pixel x maps to ``w * x + cx``: a crop of
-    relative width ``w`` centred at ``cx``; a negative ``w`` mirrors it.
+    relative width ``w`` centred at ``cx``; a negative ``w`` mirrors it. ``scale=None``: the whole
+    image (no area or aspect jitter), only flipped.
     """
-    area = torch.empty(batch).uniform_(*scale)
-    log_ratio = torch.empty(batch).uniform_(math.log(_RATIO[0]), math.log(_RATIO[1]))
-    ratio = log_ratio.exp()
-    w = (area * ratio).sqrt().clamp(max=1.0)
-    h = (area / ratio).sqrt().clamp(max=1.0)
-    cx = (torch.rand(batch) * 2 - 1) * (1 - w)
-    cy = (torch.rand(batch) * 2 - 1) * (1 - h)
+    if scale is None:
+        w, h = torch.ones(batch), torch.ones(batch)
+        cx, cy = torch.zeros(batch), torch.zeros(batch)
+    else:
+        area = torch.empty(batch).uniform_(*scale)
+        log_ratio = torch.empty(batch).uniform_(math.log(_RATIO[0]), math.log(_RATIO[1]))
+        ratio = log_ratio.exp()
+        w = (area * ratio).sqrt().clamp(max=1.0)
+        h = (area / ratio).sqrt().clamp(max=1.0)
+        cx = (torch.rand(batch) * 2 - 1) * (1 - w)
+        cy = (torch.rand(batch) * 2 - 1) * (1 - h)
     if hflip:
         w = torch.where(torch.rand(batch) < 0.5, -w, w)
     if vflip:
@@ -157,7 +169,7 @@ class BatchTransform:
                 identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
                 return _crop_uint8(images, identity.expand(images.shape[0], 2, 3), size).float()
             return _resize(images.float(), size)
-        theta = _crop_theta(images.shape[0], self.scale or (1.0, 1.0), self.hflip, self.vflip)
+        theta = _crop_theta(images.shape[0], self.scale, self.hflip, self.vflip)
         if images.device.type == "cpu" and images.dtype == torch.uint8:
             return _crop_uint8(images, theta, size).float()
         x = images.float()

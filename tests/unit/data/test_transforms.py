@@ -82,6 +82,20 @@ def test_train_with_preset_none_equals_eval() -> None:
     assert torch.equal(train(images), evaluation(images))
 
 
+def test_flip_preset_only_flips_the_whole_image() -> None:
+    images = _noise(64, side=16)
+    torch.manual_seed(4)
+    out = BatchTransform(16, MEAN, STD, train=True, preset="flip", hflip=True, vflip=True)(images)
+    plain = BatchTransform(16, MEAN, STD, train=False)(images)
+    seen = set()
+    for got, x in zip(out, plain, strict=True):  # every image is one of its four flips, uncropped
+        views = {"id": x, "h": x.flip(-1), "v": x.flip(-2), "hv": x.flip(-1).flip(-2)}
+        match = [name for name, view in views.items() if torch.allclose(got, view, atol=1e-5)]
+        assert match, "a flip-preset view that is not a flip of the whole image"
+        seen.add(match[0])
+    assert seen == {"id", "h", "v", "hv"}
+
+
 def test_unknown_preset_is_rejected() -> None:
     with pytest.raises(KeyError):
         BatchTransform(16, MEAN, STD, train=True, preset="heavy")
@@ -194,7 +208,8 @@ def test_crop_theta_area_lower_bound_is_held_for_the_light_presets() -> None:
 def test_sample_transform_per_preset() -> None:
     assert sample_transform("none") is None
     assert sample_transform("light") is None
-    assert set(PRESETS) == {"none", "light", "medium", "strong"}
+    assert sample_transform("flip") is None
+    assert set(PRESETS) == {"none", "flip", "light", "medium", "strong"}
     image = _noise(1, side=24)[0]
     channels_last = image.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # as ImageDataset gives
     for preset in ("medium", "strong"):
