@@ -75,7 +75,9 @@ def _slug(text: str) -> str:
 
 def new_run_dir(cfg: RunConfig) -> Path:
     """``<output_dir>/<task>/<name>``; a taken name gets ``-2``, ``-3`` ... (never overwritten)."""
-    base = Path(cfg.output_dir) / cfg.task
+    from viewfinder.data.sources import mark_output_folder
+
+    base = mark_output_folder(Path(cfg.output_dir)) / cfg.task  # never read back as data
     name = _slug(cfg.name or cfg.model.name)
     candidate, n = base / name, 2
     while candidate.exists():
@@ -252,9 +254,14 @@ def _remove_unstarted(run_dir: Path, new_parents: list[Path]) -> None:
         import shutil
 
         shutil.rmtree(run_dir, ignore_errors=True)
+        from viewfinder.data.sources import OUTPUT_MARKER
+
         for parent in new_parents:  # <task>/ first, then <output_dir>/
-            if parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
+            if parent.is_dir() and {p.name for p in parent.iterdir()} <= {OUTPUT_MARKER}:
+                shutil.rmtree(parent)
+        marker = run_dir.parent.parent / OUTPUT_MARKER  # in a user's own (now empty) folder
+        if marker.is_file() and [p.name for p in marker.parent.iterdir()] == [OUTPUT_MARKER]:
+            marker.unlink()
 
 
 def resume(
@@ -346,17 +353,19 @@ def evaluate(
     image by the fold that held it out); a fold set on other data, or several runs, are scored as
     an ensemble (mean probabilities; ``weights``: one per run argument).
     """
+    from viewfinder.data.sources import mark_output_folder
     from viewfinder.experiments import ensemble
 
     paths = _paths(run)
-    out_dir = evaluation_dir(paths, data=data, split=split, out=out)
+    out_dir = mark_output_folder(evaluation_dir(paths, data=data, split=split, out=out))
     if _is_single_run(paths, weights):
         from viewfinder.training.inference import run_inference
 
         single = Run(paths[0])
         task, metrics, loss, _ = run_inference(
-            single.path, single.config, split=split, data=data, tta=tta
-        )
+            single.path, single.config, split=split, data=data, tta=tta,
+            skipped_list=out_dir / "skipped_images.csv",
+        )  # fmt: skip
         if metrics is None:
             raise UserError(f"{data or split}: images have no labels to score; use predict instead")
         results = {"loss": loss, **task.report(metrics, out_dir)}
@@ -397,11 +406,11 @@ def predict(
         from viewfinder.training.inference import run_inference
 
         single = Run(paths[0])
+        out_path = Path(out) if out else single.path / "submission.csv"
         task, _, _, rows = run_inference(
             single.path, single.config, split="test", data=data, probabilities=probabilities,
-            rows=True, tta=tta,
+            rows=True, tta=tta, skipped_list=out_path.with_name(f"{out_path.stem}.skipped.csv"),
         )  # fmt: skip
-        out_path = Path(out) if out else single.path / "submission.csv"
         return ensemble.write_rows(out_path, task.submission_columns(probabilities), rows)
     if out is None and len(paths) > 1:
         raise UserError("an ensemble of several runs needs an output file: -o submission.csv")
@@ -440,7 +449,9 @@ def sweep(
     base = build_config(task, config_file=config, overrides=fixed)
     for combo in combos:  # fail on a bad value before any run starts
         base.with_overrides(combo)
-    sweep_dir = Path(base.output_dir) / "sweeps" / _slug(name or "sweep")
+    from viewfinder.data.sources import mark_output_folder
+
+    sweep_dir = mark_output_folder(Path(base.output_dir)) / "sweeps" / _slug(name or "sweep")
     n = 2
     while sweep_dir.exists():
         sweep_dir, n = sweep_dir.with_name(f"{_slug(name or 'sweep')}-{n}"), n + 1

@@ -72,6 +72,18 @@ def _print_run(run: Any) -> None:
         f"{s.get('best_value') if s.get('best_value') is None else round(s['best_value'], 4)}"
         f" at epoch {s.get('best_epoch')} -> {run.path}"
     )
+    if s.get("skipped_images"):
+        from viewfinder.data.images import skipped_notice
+
+        data = s.get("data", {})
+        found = sum(data.get("split_sizes", {}).values()) + data.get("skipped_images", 0)
+        line = skipped_notice(
+            s["skipped_images"],
+            found,
+            run.path / "skipped_images.csv",
+            effect="trained without them",
+        )
+        console.print(f"[yellow]{line}[/]", highlight=False)
     if status == "interrupted":
         console.print(f"resume with: viewfinder train --resume {run.path}")
         raise typer.Exit(130)

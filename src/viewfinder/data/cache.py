@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from viewfinder.data.sources import mark_output_folder
 from viewfinder.errors import UserError
 
 SPEC_VERSION = 2  # 2: OpenCV box + bilinear resize (images.resize_array)
@@ -85,6 +86,7 @@ class ImageStore:
         self.size = size
         self.max_bytes = max_bytes
         self.dir = self.root / "images" / f"rgb-resize{size}-v{SPEC_VERSION}"
+        mark_output_folder(self.root)  # a cache_dir inside the data is never read as a class
         self.dir.mkdir(parents=True, exist_ok=True)
         self.record_bytes = size * size * 3
         with self._db() as db:
@@ -285,6 +287,7 @@ def load_features(root: str | Path, key: str) -> np.ndarray | None:
 def save_features(root: str | Path, key: str, array: np.ndarray) -> Path:
     """Store features atomically (write to a temporary name, then rename)."""
     path = feature_path(root, key)
+    mark_output_folder(Path(root))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{uuid.uuid4().hex}.npy")
     np.save(tmp, array)

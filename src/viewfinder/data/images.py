@@ -225,3 +225,10 @@ def scan_images(
         else:
             good.append(index)
     return good, bad
+
+
+def skipped_notice(skipped: int, total: int, listed: str | Path | None, *, effect: str) -> str:
+    """The one line train, evaluate and predict print when ``on_bad_image=skip`` left files out:
+    a user must learn it from the console, not from a submission with fewer rows."""
+    line = f"skipped {skipped} of {total} images that could not be read (on_bad_image=skip); "
+    return line + effect + (f"; list: {listed}" if listed else "")

@@ -15,7 +15,12 @@
 Within class folders images are found recursively; files whose extension is not an image extension
 (``.txt``, ``.csv``, ``.DS_Store`` ...) are ignored, as are hidden files and folders (names
 starting with ``.``) and ``__MACOSX`` folders left by zip tools. Loose files beside class folders
-are ignored.
+are ignored. viewfinder's own output is never data, wherever it lands (``data=.`` with the default
+``output_dir=runs`` puts the run folders inside the data): folders holding the marker file
+``.viewfinder-output`` (every output root, cache and evaluation folder viewfinder writes), run
+folders (``config.yaml`` beside ``summary.json``, ``labels.json``, ``metrics.jsonl`` or
+``folds.json``), and, for output written before the marker existed, folders holding run folders
+two levels down (``runs/<task>/<run>``, ``runs/sweeps/<sweep>/<task>/<run>``) or an image cache.
 
 CSV columns are auto-detected from common names unless given; image paths are resolved relative to
 the CSV's folder (Dacon writes ``./train/TRAIN_00000.jpg``). A listed image that does not exist is
@@ -45,6 +50,8 @@ LABEL_COLUMNS = ("label", "labels", "class", "class_name", "target", "category",
 ID_COLUMNS = ("id", "ID", "image_id", "img_id", "name")
 
 SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
+OUTPUT_MARKER = ".viewfinder-output"
+_RUN_FOLDER_FILES = ("summary.json", "labels.json", "metrics.jsonl", "folds.json")
 VAL_NAMES = ("val", "valid", "validation")
 _IGNORED_DIRS = frozenset({"__MACOSX"})
 
@@ -82,13 +89,44 @@ class _Columns:
 # ---------------------------------------------------------------------------- folders
 
 
+def mark_output_folder(folder: Path) -> Path:
+    """Create ``folder`` and tag it as viewfinder output, so no reader takes it for data."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / OUTPUT_MARKER
+    if not marker.exists():
+        marker.write_text("Written by viewfinder: readers never take this folder for data.\n")
+    return folder
+
+
+def _is_run_folder(folder: Path) -> bool:
+    return (folder / "config.yaml").is_file() and any(
+        (folder / name).is_file() for name in _RUN_FOLDER_FILES
+    )
+
+
+def is_output_folder(folder: Path) -> bool:
+    """Whether ``folder`` is viewfinder's output (see the module doc), not a user's data."""
+    if (folder / OUTPUT_MARKER).exists() or _is_run_folder(folder):
+        return True
+    if any((folder / "images").glob("rgb-resize*")):  # an image cache from before the marker
+        return True
+    nested = (*folder.glob("*/*"), *folder.glob("sweeps/*/*/*"))
+    return any(p.is_dir() and _is_run_folder(p) for p in nested)
+
+
 def _visible(entry: Path) -> bool:
     """Hidden files/folders and zip-tool litter are never data."""
     return not entry.name.startswith(".") and entry.name not in _IGNORED_DIRS
 
 
+def _data_dir(entry: Path) -> bool:
+    """A visible folder that is not viewfinder's own output."""
+    return entry.is_dir() and _visible(entry) and not is_output_folder(entry)
+
+
 def _subdirs(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_dir() and _visible(p)), key=lambda p: p.name)
+    return sorted((p for p in folder.iterdir() if _data_dir(p)), key=lambda p: p.name)
 
 
 def _is_image(path: Path) -> bool:
@@ -100,9 +138,9 @@ def _direct_images(folder: Path) -> list[Path]:
 
 
 def _walk_images(folder: Path) -> Iterator[Path]:
-    """Every image under ``folder``, recursively, skipping hidden folders."""
+    """Every image under ``folder``, recursively, skipping hidden folders and viewfinder output."""
     for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if _visible(Path(d))]
+        dirs[:] = [d for d in dirs if _data_dir(Path(root, d))]
         for name in files:
             candidate = Path(root, name)
             if _is_image(candidate):

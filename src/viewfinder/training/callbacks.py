@@ -63,6 +63,14 @@ class RichProgress(Callback):
             f" {info['train_images']} train / {info['val_images']} val images,"
             f" {info['processes']} process(es) on {info['device']}"
         )
+        if info.get("skipped_images"):
+            from viewfinder.data.images import skipped_notice
+
+            line = skipped_notice(
+                info["skipped_images"], info["images_found"], info["skipped_list"],
+                effect="the run goes on without them",
+            )  # fmt: skip
+            self.console.print(f"[yellow]{line}[/]", highlight=False)
         for split, report in info.get("data", {}).items():
             if report.get("folder"):
                 self.console.print(

@@ -109,25 +109,61 @@ def forward_views(
 
 
 class InferenceSession:
-    """A run's best model over one split or ``data``, batch by batch (TTA views averaged)."""
+    """A run's best model over one split or ``data``, batch by batch (TTA views averaged).
+
+    Images that could not be read (``on_bad_image=skip``) are listed in ``skipped_list``
+    (default ``RUN/eval/skipped_<split|data>.csv``) and announced in one line on stderr.
+    """
 
     def __init__(
-        self, run_dir: Path, cfg: RunConfig, split: str, data: str | None, tta: str | None
+        self,
+        run_dir: Path,
+        cfg: RunConfig,
+        split: str,
+        data: str | None,
+        tta: str | None,
+        *,
+        skipped_list: Path | None = None,
     ) -> None:
         self.views = resolve_tta(cfg, tta)  # a bad --tta fails before the model loads
         self.task, self.model, self.numerics, self.device = load_trained(run_dir, cfg)
         self.dataset = self.task.dataset(split, train=False, data=data)
         self.labelled = getattr(self.dataset, "targets", None) is not None
         self.loader = make_loader(self.dataset, self.task, cfg, train=False)
+        name = "data" if data is not None else split
+        self.skipped_list = skipped_list or run_dir / "eval" / f"skipped_{name}.csv"
+        self.skipped: list[Any] = []
 
     def batches(self) -> Iterator[tuple[dict[str, Any], dict[str, torch.Tensor]]]:
+        seen: set[int] = set()
         for batch in self.loader:
             if batch is None:
                 continue
             batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             out = forward_views(self.task, self.model, batch, self.views, self.numerics)
+            seen.update(int(i) for i in batch["index"])
             batch["records"] = [self.dataset.records[int(i)] for i in batch["index"]]
             yield batch, out
+        records = self.dataset.records
+        self.skipped = [r for i, r in enumerate(records) if i not in seen]
+        if self.skipped:
+            self._announce_skipped(len(records))
+
+    def _announce_skipped(self, total: int) -> None:
+        import csv
+
+        from rich.console import Console
+
+        from viewfinder.data.images import skipped_notice
+
+        self.skipped_list.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.skipped_list, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["id", "path", "reason"])
+            writer.writerows((r.id, r.path, "could not be decoded") for r in self.skipped)
+        effect = "their rows are missing from the output"
+        line = skipped_notice(len(self.skipped), total, self.skipped_list, effect=effect)
+        Console(stderr=True).print(f"[yellow]{line}[/]", highlight=False)
 
 
 @torch.no_grad()
@@ -140,13 +176,14 @@ def run_inference(
     probabilities: bool = False,
     rows: bool = False,
     tta: str | None = None,
+    skipped_list: Path | None = None,
 ) -> tuple[Any, Any, float | None, list[dict[str, Any]]]:
     """Run the best model over a split or ``data``: (task, metrics, mean loss, submission rows).
 
     Metrics and loss are only filled when every record has a label. ``tta`` overrides the run's
     ``data.tta`` (e.g. ``"hflip+scale"``; ``"none"`` turns it off).
     """
-    session = InferenceSession(run_dir, cfg, split, data, tta)
+    session = InferenceSession(run_dir, cfg, split, data, tta, skipped_list=skipped_list)
     task = session.task
     metrics = task.metrics().to(session.device) if session.labelled else None
     loss_sum, count, out_rows = 0.0, 0, []

@@ -217,14 +217,16 @@ class Trainer:
         self.val_images = len(val_set)
 
     def info(self) -> dict[str, Any]:
-        acc = self.accelerator
+        acc, skipped = self.accelerator, self.facts.get("skipped_images", 0)
         return {
             "name": self.run_dir.name, "model": self.cfg.model.name,
             "parameters": self.parameters, "weights": self.weights_note,
             "precision": self.numerics.precision, "channels_last": self.numerics.channels_last,
             "numerics_reason": self.numerics.reason, "train_images": len(self.train_set),
             "val_images": self.val_images, "processes": acc.num_processes,
-            "device": acc.device.type,
+            "device": acc.device.type, "skipped_images": skipped,
+            "images_found": skipped + sum(self.facts.get("split_sizes", {}).values()),
+            "skipped_list": str(self.run_dir / "skipped_images.csv"),
             "data": {k: vars(v) for k, v in self.task.data_reports.items()},
         }  # fmt: skip
 
@@ -294,7 +296,7 @@ class Trainer:
                 if every and self.progress["global_step"] % every == 0:
                     self.save_checkpoint()
             seen += len(batch["index"]) * acc.num_processes
-            self.progress["skipped_images"] += int(batch.get("skipped", 0))
+            self._count_skipped(int(batch.get("skipped", 0)))
             if index % 20 == 0:
                 self.check_memory()
             elapsed = time.perf_counter() - start
@@ -308,6 +310,14 @@ class Trainer:
             "epoch_time": elapsed,
             "images_per_second": seen / max(elapsed, 1e-9),
         }
+
+    def _count_skipped(self, count: int) -> None:
+        """Files that passed the up-front scan but failed to decode: every epoch meets the same
+        ones, so the run's count is the largest of one epoch, not their sum."""
+        if count:
+            p = self.progress
+            p["epoch_skipped"] = p.get("epoch_skipped", 0) + count
+            p["skipped_images"] = max(p["skipped_images"], p["epoch_skipped"])
 
     def check_memory(self) -> None:
         """Track peak RSS; past ``train.max_rss_gb`` stop with a clear line (after a checkpoint)."""
@@ -335,7 +345,9 @@ class Trainer:
         best = self.progress["best"]
         better = max if cfg.train.monitor_mode == "max" else min
         improved = best is None or (current != best and better(current, best) == current)
-        self.progress.update(epoch=epoch + 1, batch=0, epoch_loss_sum=0.0, epoch_steps=0)
+        self.progress.update(
+            epoch=epoch + 1, batch=0, epoch_loss_sum=0.0, epoch_steps=0, epoch_skipped=0
+        )
         if improved:
             self.progress.update(best=current, best_epoch=epoch + 1, bad_epochs=0)
             self.save_checkpoint("best")

@@ -271,3 +271,37 @@ def test_label_unseen_in_train(tmp_path: Path) -> None:
     data = _csv(tmp_path / "d" / "train.csv", "img_path,label\na.jpg,x\n")
     _csv(tmp_path / "d" / "test.csv", "img_path,label\nb.jpg,z\n")
     _user_error("label 'z' appears in test but not in train", read_classification, data.parent)
+
+
+# ---------------------------------------------------------------------------- viewfinder's output
+
+
+def _old_run_folder(folder: Path) -> None:
+    """A run folder as any version writes it (no marker): config, summary, eval PNGs, weights."""
+    _tree(folder, ["config.yaml", "summary.json", "eval/val/confusion_matrix.png", "best.txt"])
+
+
+def test_output_folders_inside_the_data_are_not_classes(tmp_path: Path) -> None:
+    from viewfinder.data.sources import mark_output_folder
+
+    root = _tree(tmp_path / "fruits", ["apple/1.jpg", "banana/2.jpg"])
+    marked = mark_output_folder(root / "runs")  # what `data=. output_dir=runs` writes
+    _tree(marked, ["classify/cnn/config.yaml", "classify/cnn/eval/val/confusion_matrix.png"])
+    _old_run_folder(root / "old-runs" / "classify" / "resnet18")  # written before the marker
+    _old_run_folder(root / "sweeps-out" / "sweeps" / "demo" / "classify" / "cnn")
+    _tree(root, ["my-cache/images/rgb-resize36-v2/shard.bin"])  # a cache_dir of the data
+    _old_run_folder(root / "banana" / "a-run-in-a-class")  # images in a run folder are not data
+    source = read_classification(root)
+    assert source.layout == "folders"
+    assert _summary(source.train) == [("1", "apple"), ("2", "banana")]
+
+
+def test_output_folders_do_not_break_the_split_layout(tmp_path: Path) -> None:
+    from viewfinder.data.sources import mark_output_folder
+
+    root = _tree(tmp_path / "d", ["train/a/1.jpg", "train/b/2.jpg", "val/a/3.jpg", "val/b/4.jpg"])
+    _tree(mark_output_folder(root / "runs"), ["classify/cnn/eval/val/cm.png"])
+    source = read_classification(root)
+    assert source.layout == "split-folders"
+    assert [r.id for r in source.val] == ["3", "4"]
+    assert [r.id for r in read_unlabelled(root / "val")] == ["3", "4"]

@@ -1,0 +1,78 @@
+"""Defects a new user met from a fresh clone (issue 15), each pinned end to end through the CLI."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import BAD_IMAGE_KEYS, make_bad_image_corpus
+from tests.smoke.conftest import FAST
+
+FAST_ARGS = [f"{k}={v}" for k, v in FAST.items()]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "viewfinder", *args], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_data_dot_inside_the_data_folder_with_old_runs(demo_data, tmp_path):
+    """`cd fruits && viewfinder train classify data=.`: the run folder it makes, a cache folder
+    and an earlier run's folder (written before output folders were marked) are not classes."""
+    root = tmp_path / "fruits"
+    shutil.copytree(demo_data.classify / "train", root)
+    old_run = root / "old" / "classify" / "cnn"
+    old_run.mkdir(parents=True)
+    (old_run / "config.yaml").write_text("task: classify\n")
+    (old_run / "summary.json").write_text("{}")
+    shutil.copy(next((root / "circle").iterdir()), old_run / "confusion_matrix.png")
+    args = ["train", "classify", "data=.", "model=cnn", "-q", "cache_dir=cache", *FAST_ARGS]
+    for name in ("cnn", "cnn-2"):  # the second run reads a folder holding the first one
+        done = _cli(*args, cwd=root)
+        assert done.returncode == 0, done.stdout + done.stderr
+        labels = (root / "runs" / "classify" / name / "labels.json").read_text()
+        assert all(word not in labels for word in ("runs", "cache", "old")), labels
+
+
+def test_skipped_images_are_announced_by_train_evaluate_and_predict(demo_data, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(demo_data.classify, root)
+    corpus = make_bad_image_corpus(tmp_path / "corpus")
+    bad = [k for k in BAD_IMAGE_KEYS if k != "missing"]
+    for key in bad:
+        for split in ("train", "test"):
+            shutil.copy(corpus[key], root / split / "circle" / f"bad_{key}{corpus[key].suffix}")
+    total = sum(1 for p in root.rglob("*") if p.is_file())
+    done = _cli("train", "classify", f"data={root}", "model=cnn", "on_bad_image=skip",
+                *FAST_ARGS, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    line = f"skipped {2 * len(bad)} of {total} images that could not be read"
+    assert done.stdout.count(line) == 2, done.stdout  # when the run starts, and in its last line
+    run = tmp_path / "runs" / "classify" / "cnn"
+    assert "list: runs/classify/cnn/skipped_images.csv" in done.stdout.replace("\n", "")
+
+    test_images = sum(1 for p in (root / "test").rglob("*") if p.is_file())
+    done = _cli("evaluate", str(run), "--data", str(root / "test"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"skipped {len(bad)} of {test_images} images" in done.stderr
+    assert len(_rows(run / "eval" / "custom" / "skipped_images.csv")) == len(bad)
+
+    done = _cli("predict", str(run), "--data", str(root / "test"), "-o", "sub.csv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"skipped {len(bad)} of {test_images} images" in done.stderr
+    assert "their rows are missing" in done.stderr
+    skipped = _rows(tmp_path / "sub.skipped.csv")
+    assert sorted(Path(r["path"]).stem for r in skipped) == sorted(f"bad_{k}" for k in bad)
+    assert len(_rows(tmp_path / "sub.csv")) == test_images - len(bad)
