@@ -159,7 +159,7 @@ def _write_summary(
         "learning_rate": cfg.train.learning_rate, "batch_size": cfg.train.batch_size,
         "image_size": cfg.image_size, "parameters": trainer.parameters,
         "weights": trainer.weights_note, "precision": trainer.numerics.precision,
-        "channels_last": trainer.numerics.channels_last,
+        "channels_last": trainer.numerics.channels_last, "numerics": trainer.numerics.reason,
         "time_per_epoch": _mean(r["epoch_time"] for r in records),
         "images_per_second": _mean(r["images_per_second"] for r in records),
         "skipped_images": facts.get("skipped_images", 0) + trainer.progress["skipped_images"],

@@ -116,7 +116,14 @@ class TrainConfig(_Section):
     grad_accum_steps: int = Field(1, ge=1)
     clip_grad_norm: float | None = Field(None, gt=0.0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision_probe: bool = True  # auto on CPU: time fp32 vs bf16 steps once (training/precision)
     channels_last: bool | Literal["auto"] = "auto"
+    # validate every N epochs (the last epoch always): best weights, early stopping and the
+    # monitor only move on validated epochs; patience counts validations
+    eval_every: int = Field(1, ge=1)
+    # validation / evaluate / predict batch: auto = batch_size on CPU (larger batches measured no
+    # faster there, docs/benchmarks.md), 2 x batch_size on CUDA (no activations are kept)
+    eval_batch_size: int | Literal["auto"] = "auto"
     early_stopping_patience: int | None = Field(None, ge=1)
     monitor: str = "accuracy"
     monitor_mode: Literal["max", "min"] = "max"

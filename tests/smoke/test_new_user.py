@@ -76,3 +76,29 @@ def test_skipped_images_are_announced_by_train_evaluate_and_predict(demo_data, t
     skipped = _rows(tmp_path / "sub.skipped.csv")
     assert sorted(Path(r["path"]).stem for r in skipped) == sorted(f"bad_{k}" for k in bad)
     assert len(_rows(tmp_path / "sub.csv")) == test_images - len(bad)
+
+
+def test_eval_every_validates_every_nth_and_the_last_epoch(demo_data, tmp_path):
+    import viewfinder
+
+    fast = {**FAST, "epochs": 5, "eval_every": 2, "output_dir": str(tmp_path / "r")}
+    run = viewfinder.train("classify", data=str(demo_data.classify), model="cnn",
+                           eval_batch_size=5, progress=False, **fast)  # fmt: skip
+    assert [m["epoch"] for m in run.metrics] == [1, 2, 3, 4, 5]
+    assert [m["epoch"] for m in run.metrics if "val_accuracy" in m] == [2, 4, 5]
+    assert all("train_loss" in m and "learning_rate" in m for m in run.metrics)
+    assert run.summary["best_epoch"] in (2, 4, 5)
+    # early stopping counts validations and can only stop on a validated epoch
+    stopped = viewfinder.train("classify", data=str(demo_data.classify), model="cnn",
+                               early_stopping_patience=1, progress=False, **fast)  # fmt: skip
+    assert "val_loss" in stopped.metrics[-1]
+    assert {m["epoch"] for m in stopped.metrics if "val_loss" in m} <= {2, 4, 5}
+
+
+def test_eval_batch_size_sets_the_validation_loader(demo_data, tmp_path):
+    from viewfinder.config import build_config
+    from viewfinder.training.loop import eval_batch_size
+
+    cfg = build_config("classify", overrides={"batch_size": 8})
+    assert eval_batch_size(cfg) == 8  # CPU: the training batch (larger measured no faster)
+    assert eval_batch_size(cfg.with_overrides({"eval_batch_size": 64})) == 64

@@ -89,6 +89,15 @@ class Task(ABC):
         """
         return model
 
+    def example_batch(self, batch_size: int) -> dict[str, Any]:
+        """A synthetic batch ``step`` accepts, at the run's image size: the numerics probe times
+        the run's own model on it (``training/precision.py``). Tasks with other inputs override."""
+        size = self.cfg.image_size
+        return {
+            "image": torch.randn(batch_size, 3, size, size),
+            "target": torch.zeros(batch_size, dtype=torch.int64),
+        }
+
     @abstractmethod
     def step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Forward one batch: ``{"loss": scalar, "outputs": tensor}``."""

@@ -20,8 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from viewfinder.data.cache import file_key, load_features, save_features
 from viewfinder.data.dataset import EpochAware, ImageDataset, collate_skipping, sample_seed
 from viewfinder.models.frozen import frozen_parts
-from viewfinder.training.loop import autocast
-from viewfinder.training.precision import Numerics
+from viewfinder.training.precision import Numerics, autocast
 
 VIEWS = {False: ("original",), True: ("original", "hflip")}
 

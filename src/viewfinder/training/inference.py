@@ -21,10 +21,9 @@ import torch.nn.functional as F
 
 from viewfinder.config import RunConfig
 from viewfinder.data.transforms import IDENTITY, tta_images, tta_views
-from viewfinder.models.classifier import backbone_of
 from viewfinder.training.checkpoint import load_weights_file
-from viewfinder.training.loop import autocast, make_loader, prepare_batch
-from viewfinder.training.precision import choose_numerics
+from viewfinder.training.loop import make_loader
+from viewfinder.training.precision import autocast, prepare_batch, select_numerics
 
 TINY = torch.finfo(torch.float32).tiny  # keeps log(mean p) finite when a probability underflows
 
@@ -55,7 +54,8 @@ def load_trained(run_dir: Path, cfg: RunConfig) -> tuple[Any, torch.nn.Module, A
         weights = run_dir / "last.safetensors"
     load_weights_file(model, weights)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    numerics = choose_numerics(backbone_of(model), cfg.train, cuda=device.type == "cuda")
+    # the training run's probe when cached on this machine (same model, size, batch), else the rule
+    numerics = select_numerics(model, task, cfg, cuda=device.type == "cuda", measure=False)
     if numerics.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return task, model.to(device).eval(), numerics, device

@@ -31,12 +31,12 @@ from torch.utils.data import DataLoader
 from viewfinder.config import RunConfig
 from viewfinder.data.dataset import sample_seed
 from viewfinder.errors import UserError
-from viewfinder.models.classifier import backbone_of, count_parameters
+from viewfinder.models.classifier import count_parameters
 from viewfinder.tasks.base import Task
 from viewfinder.training import checkpoint as ckpt
 from viewfinder.training.callbacks import Callback
 from viewfinder.training.optim import build_optimizer, build_scheduler
-from viewfinder.training.precision import Numerics, choose_numerics
+from viewfinder.training.precision import Numerics, autocast, prepare_batch, select_numerics
 
 
 def resolve_workers(setting: int | str) -> int:
@@ -59,8 +59,16 @@ def rss_mb() -> float:
     return total / 2**20
 
 
+def eval_batch_size(cfg: RunConfig) -> int:
+    """``train.eval_batch_size``; auto: the training batch on CPU, twice it on CUDA."""
+    setting = cfg.train.eval_batch_size
+    if setting != "auto":
+        return int(setting)
+    return cfg.train.batch_size * (2 if torch.cuda.is_available() else 1)
+
+
 def make_loader(dataset: Any, task: Task, cfg: RunConfig, *, train: bool) -> DataLoader:
-    batch_size = cfg.train.batch_size
+    batch_size = cfg.train.batch_size if train else eval_batch_size(cfg)
     workers = resolve_workers(cfg.data.num_workers)
     if not getattr(dataset, "needs_workers", True):
         workers = 0  # cached uint8 + batched augmentation: workers would only add copies
@@ -86,22 +94,6 @@ def make_accelerator(seed: int) -> Any:
         use_seedable_sampler=True, data_seed=seed, even_batches=False
     )
     return Accelerator(dataloader_config=loader_cfg)
-
-
-def autocast(device: torch.device, numerics: Numerics) -> contextlib.AbstractContextManager:
-    dtype = torch.bfloat16 if numerics.precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype, enabled=numerics.precision != "fp32")
-
-
-def prepare_batch(batch: dict[str, Any], channels_last: bool) -> dict[str, Any]:
-    if channels_last:
-        batch = {
-            k: v.contiguous(memory_format=torch.channels_last)
-            if torch.is_tensor(v) and v.ndim == 4
-            else v
-            for k, v in batch.items()
-        }
-    return batch
 
 
 @torch.no_grad()
@@ -182,9 +174,7 @@ class Trainer:
             )
         model, self.weights_note = task.build_model()
         self.parameters = count_parameters(model)
-        self.numerics = choose_numerics(
-            backbone_of(model), cfg.train, cuda=state.device.type == "cuda"
-        )
+        self.numerics = self._numerics(model, state)
         if self.numerics.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.accelerator = acc = make_accelerator(cfg.train.seed)
@@ -215,6 +205,18 @@ class Trainer:
                 self.run_dir / "last.state.safetensors", self.optimizer, self.scheduler
             )
         self.val_images = len(val_set)
+
+    def _numerics(self, model: torch.nn.Module, state: Any) -> Numerics:
+        """Precision and memory format (probed on CPU); the main process decides for all."""
+        cuda = state.device.type == "cuda"
+        if state.num_processes == 1:
+            return select_numerics(model, self.task, self.cfg, cuda=cuda)
+        from accelerate.utils import broadcast_object_list
+
+        main = state.is_main_process  # one probe: the others would time a shared CPU
+        holder = [select_numerics(model, self.task, self.cfg, cuda=cuda) if main else None]
+        broadcast_object_list(holder)
+        return holder[0]
 
     def info(self) -> dict[str, Any]:
         acc, skipped = self.accelerator, self.facts.get("skipped_images", 0)
@@ -330,36 +332,51 @@ class Trainer:
             )
 
     def end_epoch(self, epoch: int, train_stats: dict[str, float]) -> bool:
-        """Validate, log, checkpoint; returns True when early stopping says stop."""
-        cfg, acc = self.cfg, self.accelerator
-        eval_start = time.perf_counter()
-        val_loss, metrics = evaluate(self.model, self.val_loader, self.task, acc, self.numerics)
-        values = {"loss": val_loss, **metrics.compute()}
-        record = {"epoch": epoch + 1, **train_stats}
-        record.update({f"val_{k}": v for k, v in values.items()})
+        """Validate (every ``eval_every`` epochs), log, checkpoint; True when early stopping
+        says stop."""
+        record: dict[str, Any] = {"epoch": epoch + 1, **train_stats}
+        current = self.validate(record) if self.validates(epoch) else None
         record["learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        record["eval_time"] = time.perf_counter() - eval_start
         self.check_memory()
         record["peak_rss_mb"] = round(self.peak_rss_mb, 1)
-        current = values[cfg.train.monitor]
-        best = self.progress["best"]
-        better = max if cfg.train.monitor_mode == "max" else min
-        improved = best is None or (current != best and better(current, best) == current)
         self.progress.update(
             epoch=epoch + 1, batch=0, epoch_loss_sum=0.0, epoch_steps=0, epoch_skipped=0
         )
-        if improved:
+        if current is not None:
+            self.track_best(current, epoch)
+        self.save_checkpoint("last")
+        if self.accelerator.is_main_process:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        self._emit("on_epoch_end", record)
+        patience = self.cfg.train.early_stopping_patience
+        return bool(current is not None and patience and self.progress["bad_epochs"] >= patience)
+
+    def validates(self, epoch: int) -> bool:
+        """``train.eval_every``: every N-th epoch is validated, and the last one always."""
+        every, last = self.cfg.train.eval_every, self.cfg.train.epochs
+        return (epoch + 1) % every == 0 or epoch + 1 == last
+
+    def validate(self, record: dict[str, Any]) -> float:
+        """Score the validation split into ``record`` (``val_*``); returns the monitored value."""
+        start = time.perf_counter()
+        val_loss, metrics = evaluate(
+            self.model, self.val_loader, self.task, self.accelerator, self.numerics
+        )
+        values = {"loss": val_loss, **metrics.compute()}
+        record.update({f"val_{k}": v for k, v in values.items()})
+        record["eval_time"] = time.perf_counter() - start
+        return values[self.cfg.train.monitor]
+
+    def track_best(self, current: float, epoch: int) -> None:
+        """Save ``best`` weights when the monitored value improved; count bad epochs otherwise."""
+        best = self.progress["best"]
+        better = max if self.cfg.train.monitor_mode == "max" else min
+        if best is None or (current != best and better(current, best) == current):
             self.progress.update(best=current, best_epoch=epoch + 1, bad_epochs=0)
             self.save_checkpoint("best")
         else:
             self.progress["bad_epochs"] += 1
-        self.save_checkpoint("last")
-        if acc.is_main_process:
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-        self._emit("on_epoch_end", record)
-        patience = cfg.train.early_stopping_patience
-        return bool(patience and self.progress["bad_epochs"] >= patience)
 
     def fit(self) -> str:
         """Run the remaining epochs; returns the final status."""

@@ -49,7 +49,10 @@ def test_explicit_bf16_on_cpu_without_bf16_warns_in_reason(
     assert "emulates bf16" in numerics.reason
 
 
-def test_auto_on_cpu_depthwise_net_is_fp32(mobilenet: nn.Module) -> None:
+def test_auto_on_cpu_depthwise_net_is_fp32(
+    mobilenet: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: True)
     numerics = choose_numerics(mobilenet, TrainConfig(), cuda=False)
     assert numerics.precision == "fp32"
     assert "depthwise" in numerics.reason
