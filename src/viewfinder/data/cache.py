@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from viewfinder.data.sources import mark_output_folder
+from viewfinder.data.outputs import mark_output_folder
 from viewfinder.errors import UserError
 
 SPEC_VERSION = 2  # 2: OpenCV box + bilinear resize (images.resize_array)

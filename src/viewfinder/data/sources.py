@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from viewfinder.data.images import IMAGE_EXTENSIONS
+from viewfinder.data.outputs import is_output_folder
 from viewfinder.errors import UserError, did_you_mean
 
 IMAGE_COLUMNS = (
@@ -50,8 +51,6 @@ LABEL_COLUMNS = ("label", "labels", "class", "class_name", "target", "category",
 ID_COLUMNS = ("id", "ID", "image_id", "img_id", "name")
 
 SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
-OUTPUT_MARKER = ".viewfinder-output"
-_RUN_FOLDER_FILES = ("summary.json", "labels.json", "metrics.jsonl", "folds.json")
 VAL_NAMES = ("val", "valid", "validation")
 _IGNORED_DIRS = frozenset({"__MACOSX"})
 
@@ -87,32 +86,6 @@ class _Columns:
 
 
 # ---------------------------------------------------------------------------- folders
-
-
-def mark_output_folder(folder: Path) -> Path:
-    """Create ``folder`` and tag it as viewfinder output, so no reader takes it for data."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    marker = folder / OUTPUT_MARKER
-    if not marker.exists():
-        marker.write_text("Written by viewfinder: readers never take this folder for data.\n")
-    return folder
-
-
-def _is_run_folder(folder: Path) -> bool:
-    return (folder / "config.yaml").is_file() and any(
-        (folder / name).is_file() for name in _RUN_FOLDER_FILES
-    )
-
-
-def is_output_folder(folder: Path) -> bool:
-    """Whether ``folder`` is viewfinder's output (see the module doc), not a user's data."""
-    if (folder / OUTPUT_MARKER).exists() or _is_run_folder(folder):
-        return True
-    if any((folder / "images").glob("rgb-resize*")):  # an image cache from before the marker
-        return True
-    nested = (*folder.glob("*/*"), *folder.glob("sweeps/*/*/*"))
-    return any(p.is_dir() and _is_run_folder(p) for p in nested)
 
 
 def _visible(entry: Path) -> bool:

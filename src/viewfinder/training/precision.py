@@ -37,6 +37,7 @@ from viewfinder.models.backbones import has_depthwise_conv
 PROBE_WARMUP_STEPS = 2  # per candidate: the first steps build kernels and allocate
 PROBE_ROUNDS = 3  # then one timed step per candidate per round, interleaved; median per candidate
 PROBE_FILE = "numerics.json"
+BF16_MARGIN = 1.05  # bf16 must be > 5 % faster than fp32 to be chosen
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,13 @@ def measure_numerics(
     return {p: round(size / statistics.median(t), 2) for p, t in times.items()}
 
 
+def pick_precision(figures: dict[str, float]) -> str:
+    """bf16 only when it is clearly faster: within ``BF16_MARGIN`` fp32 wins, as the same speed
+    at full precision (and a near-tie is within the probe's timing noise)."""
+    fp32, bf16 = figures.get("fp32", 0.0), figures.get("bf16", 0.0)
+    return "bf16" if bf16 > fp32 * BF16_MARGIN else "fp32"
+
+
 def select_numerics(
     model: nn.Module, task: Any, cfg: RunConfig, *, cuda: bool, measure: bool = True
 ) -> Numerics:
@@ -195,6 +203,6 @@ def select_numerics(
         figures = measure_numerics(model, task, cfg, rule.channels_last, ("fp32", "bf16"))
         _write_probe(path, key, figures)
         source = f"measured in {time.perf_counter() - start:.1f} s"
-    best = max(figures, key=figures.__getitem__)
+    best = pick_precision(figures)
     shown = ", ".join(f"{p} {v:.1f}" for p, v in sorted(figures.items(), key=lambda kv: -kv[1]))
     return Numerics(best, rule.channels_last, f"probe {source}: {shown} img/s")

@@ -282,7 +282,7 @@ def _old_run_folder(folder: Path) -> None:
 
 
 def test_output_folders_inside_the_data_are_not_classes(tmp_path: Path) -> None:
-    from viewfinder.data.sources import mark_output_folder
+    from viewfinder.data.outputs import mark_output_folder
 
     root = _tree(tmp_path / "fruits", ["apple/1.jpg", "banana/2.jpg"])
     marked = mark_output_folder(root / "runs")  # what `data=. output_dir=runs` writes
@@ -297,7 +297,7 @@ def test_output_folders_inside_the_data_are_not_classes(tmp_path: Path) -> None:
 
 
 def test_output_folders_do_not_break_the_split_layout(tmp_path: Path) -> None:
-    from viewfinder.data.sources import mark_output_folder
+    from viewfinder.data.outputs import mark_output_folder
 
     root = _tree(tmp_path / "d", ["train/a/1.jpg", "train/b/2.jpg", "val/a/3.jpg", "val/b/4.jpg"])
     _tree(mark_output_folder(root / "runs"), ["classify/cnn/eval/val/cm.png"])

@@ -59,6 +59,12 @@ def test_probe_can_choose_fp32(tmp_path: Path, fake_probe: dict) -> None:
     assert select_numerics(model, task, task.cfg, cuda=False).precision == "fp32"
 
 
+def test_near_tie_keeps_fp32(tmp_path: Path, fake_probe: dict) -> None:
+    fake_probe["figures"] = {"fp32": 100.0, "bf16": 104.0}  # within the timing noise
+    task, model = _task(tmp_path)
+    assert select_numerics(model, task, task.cfg, cuda=False).precision == "fp32"
+
+
 @pytest.mark.parametrize(
     "change",
     [{"image_size": 32}, {"batch_size": 8}, {"model": "cnn+attn"}, {"freeze_backbone": True}],
