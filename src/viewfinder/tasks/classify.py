@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
-from viewfinder.data.cache import stored_size
-from viewfinder.data.dataset import build_image_dataset, collate_skipping
 from viewfinder.data.images import scan_images
 from viewfinder.data.sampling import (
     build_sampler,
@@ -36,7 +32,7 @@ from viewfinder.data.sources import (
     read_label_map,
     read_unlabelled,
 )
-from viewfinder.data.transforms import BatchTransform, mix_transform, sample_transform
+from viewfinder.data.transforms import mix_transform
 from viewfinder.errors import UserError
 from viewfinder.metrics.classification import (
     ClassifyMetrics,
@@ -44,17 +40,14 @@ from viewfinder.metrics.classification import (
     plot_confusion_matrix,
 )
 from viewfinder.metrics.longtail import frequency_groups, plot_confident_mistakes
-from viewfinder.models.backbones import data_config
-from viewfinder.models.classifier import backbone_of, build_classifier
-from viewfinder.models.frozen import FeatureClassifier, freeze_backbone, reset_head
-from viewfinder.tasks.base import Task
-from viewfinder.training.features import FeatureDataset, cached_features
+from viewfinder.models.classifier import build_classifier
+from viewfinder.tasks.image import ImageTask
 from viewfinder.training.losses import build_loss
 
 SPLITS = ("train", "val", "test")
 
 
-class ClassifyTask(Task):
+class ClassifyTask(ImageTask):
     name = "classify"
     record_fields = ("id", "path", "label")
     metric_names = (
@@ -68,12 +61,8 @@ class ClassifyTask(Task):
         self.id_column = "id"
         self.label_column = "label"
         self.splits: dict[str, list[ImageRecord]] = {}
-        self.records_seen: list[ImageRecord] = []  # of the last dataset built (mistakes view)
         self.loss_fn: nn.Module | None = None
         self._mix: Any = None
-        self._norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
-        self._batch_transforms: dict[bool, BatchTransform] = {}
-        self._frozen: tuple[nn.Module, Any, torch.device] | None = None  # set by training_model
 
     # --- data -----------------------------------------------------------------------------------
     def setup(self) -> dict[str, Any]:
@@ -191,71 +180,16 @@ class ClassifyTask(Task):
             raise UserError(f"label {unknown[0]!r} is not one of the run's classes {self.classes}")
         return [index[r.label] for r in records]
 
-    def dataset(self, split: str, *, train: bool, data: str | None = None) -> Dataset:
-        records = self._records(split, data)
-        d = self.cfg.data
-        frozen = self._frozen is not None and data is None
-        dataset, report = build_image_dataset(
-            records,
-            stored_size(self.cfg.image_size),
-            self.cache_settings(),
-            targets=self._targets(records),
-            seed=self.cfg.train.seed,
-            on_bad_image=d.on_bad_image,
-            sample_transform=(
-                sample_transform(d.augment, [x for x in d.augment_exclude.split("+") if x])
-                if train and not frozen
-                else None
-            ),
-        )
-        self.data_reports[split if data is None else "data"] = report
-        self.records_seen = records
-        return self._feature_dataset(dataset, report, train=train) if frozen else dataset
-
-    def _feature_dataset(self, images: Any, report: Any, *, train: bool) -> Dataset:
-        """Frozen mode: the split's backbone features, extracted once and cached."""
-        model, numerics, device = self._frozen
-        start = time.perf_counter()
-        features, hit = cached_features(
-            model, images, self._transform(train=False), numerics, device,
-            flip=self.cfg.model.feature_flip, cache_root=self.cache_settings().folder,
-            spec={"model": self.cfg.model.name, "image_size": self.cfg.image_size,
-                  "norm": self._norm, "precision": numerics.precision},
-        )  # fmt: skip
-        report.features = "cached" if hit else f"extracted {features.shape}"
-        report.seconds += time.perf_counter() - start
-        return FeatureDataset(features, images.targets, train=train, seed=self.cfg.train.seed)
-
-    def training_model(self, model: nn.Module, numerics: Any, device: torch.device) -> nn.Module:
-        if not self.cfg.model.freeze_backbone:
-            return model
-        self._frozen = (model.to(device), numerics, device)
-        return FeatureClassifier(model)
-
-    def _transform(self, *, train: bool) -> BatchTransform:
-        if train not in self._batch_transforms:
-            if self._norm is None:
-                raise RuntimeError("build_model() must run first: it fixes normalisation")
-            d = self.cfg.data
-            self._batch_transforms[train] = BatchTransform(
-                self.cfg.image_size, *self._norm, train=train, preset=d.augment,
-                hflip=d.hflip, vflip=d.vflip,
-            )  # fmt: skip
-        return self._batch_transforms[train]
-
     def transform_batch(self, batch: dict[str, Any], *, train: bool) -> dict[str, Any]:
+        batch = super().transform_batch(batch, train=train)
         if "image" not in batch:  # frozen mode: cached features
             return batch
-        batch = {**batch, "image": self._transform(train=train)(batch["image"])}
         d = self.cfg.data
         if train and (d.mixup > 0 or d.cutmix > 0):
             if self._mix is None:
                 self._mix = mix_transform(d.mixup, d.cutmix, len(self.classes))
             batch["image"], batch["soft_target"] = self._mix(batch["image"], batch["target"])
         return batch
-
-    def collate(self, items: list[Any]) -> dict[str, Any] | None:
-        return collate_skipping(items)
 
     def class_counts(self) -> list[int]:
         """Training images per class (the prior that re-balancing uses)."""
@@ -278,29 +212,13 @@ class ClassifyTask(Task):
             note = "zero-shot from class names" + (", pretrained" if m.pretrained else "")
         else:
             model, note = build_classifier(m, len(self.classes))
-        self._check_input_size(backbone_of(model))
-        self._norm = data_config(backbone_of(model))
-        if self.cfg.model.reinit_head:
-            reset_head(model)
-            note += ", classifier re-initialised"
-        if self.cfg.model.freeze_backbone:
-            trainable = freeze_backbone(model)
-            note += f", backbone frozen ({trainable:,} trainable parameters)"
+        note = self.prepare_image_model(model, note)
         t = self.cfg.train
         self.loss_fn = build_loss(
             t.loss, self.class_counts() or [1] * len(self.classes), weights=t.class_weights,
             focal_gamma=t.focal_gamma, tau=t.logit_tau, label_smoothing=t.label_smoothing,
         )  # fmt: skip
         return model, note
-
-    def _check_input_size(self, backbone: nn.Module) -> None:
-        """CLIP towers have fixed position embeddings: the image size must be theirs."""
-        if self.cfg.model.name.startswith("clip:"):
-            size = backbone.pretrained_cfg["input_size"][-1]
-            if self.cfg.image_size != size:
-                raise UserError(
-                    f"model {self.cfg.model.name} takes {size} px images: image_size={size}"
-                )
 
     def step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Training uses the recipe's loss (``train.loss``); evaluation always plain CE.

@@ -1,0 +1,127 @@
+"""The shared part of every task whose input is an image: cached decoding, batched transforms,
+frozen-backbone feature caching, and the image model's set-up (normalisation, frozen backbone).
+
+A task on images (``classify``, ``iqa``; the image side of ``caption`` and ``vqa``) subclasses
+``ImageTask`` and says which records a split holds (``_records``) and their targets
+(``_targets``: class indices, MOS values, or None for unlabelled data).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from viewfinder.data.cache import stored_size
+from viewfinder.data.dataset import build_image_dataset, collate_skipping
+from viewfinder.data.transforms import BatchTransform, sample_transform
+from viewfinder.errors import UserError
+from viewfinder.models.backbones import data_config
+from viewfinder.models.classifier import backbone_of
+from viewfinder.models.frozen import FeatureClassifier, freeze_backbone, reset_head
+from viewfinder.tasks.base import Task
+from viewfinder.training.features import FeatureDataset, cached_features
+
+
+class ImageTask(Task):
+    """Images in, through the decoded-image cache; see the module doc."""
+
+    def __init__(self, cfg, run_dir) -> None:
+        super().__init__(cfg, run_dir)
+        self.records_seen: list[Any] = []  # of the last dataset built (mistakes views)
+        self._norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+        self._batch_transforms: dict[bool, BatchTransform] = {}
+        self._frozen: tuple[nn.Module, Any, torch.device] | None = None  # set by training_model
+
+    @abstractmethod
+    def _records(self, split: str, data: str | None) -> list[Any]:
+        """The records of ``split``, or of other data (``predict --data``)."""
+
+    @abstractmethod
+    def _targets(self, records: list[Any]) -> list[Any] | None:
+        """One target per record (None when any record is unlabelled)."""
+
+    def dataset(self, split: str, *, train: bool, data: str | None = None) -> Dataset:
+        records = self._records(split, data)
+        d = self.cfg.data
+        frozen = self._frozen is not None and data is None
+        dataset, report = build_image_dataset(
+            records,
+            stored_size(self.cfg.image_size),
+            self.cache_settings(),
+            targets=self._targets(records),
+            seed=self.cfg.train.seed,
+            on_bad_image=d.on_bad_image,
+            sample_transform=(
+                sample_transform(d.augment, [x for x in d.augment_exclude.split("+") if x])
+                if train and not frozen
+                else None
+            ),
+        )
+        self.data_reports[split if data is None else "data"] = report
+        self.records_seen = records
+        return self._feature_dataset(dataset, report, train=train) if frozen else dataset
+
+    def _feature_dataset(self, images: Any, report: Any, *, train: bool) -> Dataset:
+        """Frozen mode: the split's backbone features, extracted once and cached."""
+        model, numerics, device = self._frozen
+        start = time.perf_counter()
+        features, hit = cached_features(
+            model, images, self._transform(train=False), numerics, device,
+            flip=self.cfg.model.feature_flip, cache_root=self.cache_settings().folder,
+            spec={"model": self.cfg.model.name, "image_size": self.cfg.image_size,
+                  "norm": self._norm, "precision": numerics.precision},
+        )  # fmt: skip
+        report.features = "cached" if hit else f"extracted {features.shape}"
+        report.seconds += time.perf_counter() - start
+        return FeatureDataset(features, images.targets, train=train, seed=self.cfg.train.seed)
+
+    def training_model(self, model: nn.Module, numerics: Any, device: torch.device) -> nn.Module:
+        if not self.cfg.model.freeze_backbone:
+            return model
+        self._frozen = (model.to(device), numerics, device)
+        return FeatureClassifier(model)
+
+    def _transform(self, *, train: bool) -> BatchTransform:
+        if train not in self._batch_transforms:
+            if self._norm is None:
+                raise RuntimeError("build_model() must run first: it fixes normalisation")
+            d = self.cfg.data
+            self._batch_transforms[train] = BatchTransform(
+                self.cfg.image_size, *self._norm, train=train, preset=d.augment,
+                hflip=d.hflip, vflip=d.vflip,
+            )  # fmt: skip
+        return self._batch_transforms[train]
+
+    def transform_batch(self, batch: dict[str, Any], *, train: bool) -> dict[str, Any]:
+        if "image" not in batch:  # frozen mode: cached features
+            return batch
+        return {**batch, "image": self._transform(train=train)(batch["image"])}
+
+    def collate(self, items: list[Any]) -> dict[str, Any] | None:
+        return collate_skipping(items)
+
+    def prepare_image_model(self, model: nn.Module, note: str) -> str:
+        """Fix normalisation from the backbone; re-initialise / freeze as configured."""
+        self._check_input_size(backbone_of(model))
+        self._norm = data_config(backbone_of(model))
+        if self.cfg.model.reinit_head:
+            reset_head(model)
+            note += ", classifier re-initialised"
+        if self.cfg.model.freeze_backbone:
+            trainable = freeze_backbone(model)
+            note += f", backbone frozen ({trainable:,} trainable parameters)"
+        return note
+
+    def _check_input_size(self, backbone: nn.Module) -> None:
+        """CLIP towers have fixed position embeddings: the image size must be theirs."""
+        if self.cfg.model.name.startswith("clip:"):
+            size = backbone.pretrained_cfg["input_size"][-1]
+            if self.cfg.image_size != size:
+                raise UserError(
+                    f"model {self.cfg.model.name} takes {size} px images: image_size={size}"
+                )
