@@ -156,6 +156,7 @@ def _write_summary(
         "monitor": cfg.train.monitor, "monitor_mode": cfg.train.monitor_mode,
         "best_value": trainer.progress["best"],
         "metrics": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
+        "train_loss": best.get("train_loss"),
         "learning_rate": cfg.train.learning_rate, "batch_size": cfg.train.batch_size,
         "image_size": cfg.image_size, "parameters": trainer.parameters,
         "weights": trainer.weights_note, "precision": trainer.numerics.precision,

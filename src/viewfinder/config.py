@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from viewfinder.errors import UserError, did_you_mean
 
@@ -57,6 +57,9 @@ class DataConfig(_Section):
     tta: str = "none"  # test-time views joined by "+": hflip, vflip, scale (e.g. hflip+scale)
     mixup: float = Field(0.0, ge=0.0)  # mixup alpha (0 = off); soft targets
     cutmix: float = Field(0.0, ge=0.0)  # cutmix alpha (0 = off); with mixup, one per batch
+    mos_column: str | None = None  # iqa: the MOS column (detected: mos, score, quality ...)
+    comments_column: str | None = None  # iqa/caption: the comments column (comments, caption ..)
+    mos_range: str | None = None  # iqa: "LOW,HIGH" (e.g. 0,10); default: the training MOS range
 
     @field_validator("augment_exclude")
     @classmethod
@@ -107,7 +110,9 @@ class TrainConfig(_Section):
     scheduler: Literal["cosine", "onecycle", "constant"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    loss: Literal["ce", "focal", "balanced_softmax", "logit_adjusted"] = "ce"
+    # classify: ce | focal | balanced_softmax | logit_adjusted; iqa: mse | l1 | smooth_l1 | plcc
+    # | rank, "+"-combined (mse+plcc); checked against the task in RunConfig
+    loss: str = "ce"
     class_weights: Literal["none", "inverse", "sqrt", "effective"] = "none"
     focal_gamma: float = Field(2.0, ge=0.0)
     logit_tau: float = Field(1.0, ge=0.0)  # tau of the logit-adjusted loss
@@ -146,6 +151,20 @@ class RunConfig(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
 
+    @model_validator(mode="after")
+    def _check_task_keys(self) -> RunConfig:
+        losses = TASK_LOSSES.get(self.task)
+        parts = self.train.loss.split("+")
+        if losses is not None and (any(p not in losses for p in parts) or len(parts) > 1
+                                   and self.task == "classify"):  # fmt: skip
+            raise ValueError(
+                f"train.loss={self.train.loss!r} is not a loss of task {self.task}; choose from "
+                f"{', '.join(losses)}" + (" ('+' combines them)" if self.task != "classify" else "")
+            )
+        if self.task != "classify" and self.train.posthoc != "none":
+            raise ValueError(f"train.posthoc re-balances classifiers; task {self.task} has none")
+        return self
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
@@ -166,6 +185,13 @@ TOP_LEVEL = [k for k in RunConfig.model_fields if k not in SECTIONS]
 # Task presets: the defaults a task changes (filled by tasks when they register).
 TASK_PRESETS: dict[str, dict[str, Any]] = {
     "classify": {"train": {"monitor": "accuracy", "monitor_mode": "max"}},
+    # quality labels: flips only (crops rescale, colour/blur/JPEG ops change the quality itself)
+    "iqa": {"train": {"monitor": "mos_score", "monitor_mode": "max", "loss": "mse"},
+            "data": {"augment": "flip"}},
+}  # fmt: skip
+TASK_LOSSES: dict[str, tuple[str, ...]] = {
+    "classify": ("ce", "focal", "balanced_softmax", "logit_adjusted"),
+    "iqa": ("mse", "l1", "smooth_l1", "plcc", "rank"),
 }
 
 
@@ -270,6 +296,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def _validation_message(err: ValidationError) -> str:
     first = err.errors()[0]
+    if not first["loc"]:  # a check across keys (RunConfig's model validator)
+        return "config " + str(first["msg"]).removeprefix("Value error, ")
     key = ".".join(str(part) for part in first["loc"])
     value = first.get("input")
     return f"config value {key}={value!r} is invalid: {first['msg']}"

@@ -50,6 +50,6 @@ def test_accumulator_over_batches_equals_the_whole_set() -> None:
     metrics = QualityMetrics()
     predicted, target = [1.0, 2, 3, 4, 5], [2.0, 1, 4, 3, 5]
     for start in (0, 2, 4):
-        batch = {"mos": torch.tensor(target[start : start + 2])}
+        batch = {"target": torch.tensor(target[start : start + 2])}
         metrics.update(torch.tensor(predicted[start : start + 2]), batch)
     assert metrics.compute() == pytest.approx(_scores(predicted, target))

@@ -136,8 +136,10 @@ class ImageDataset(EpochAware, Dataset):
         on_bad_image: str = "error",
         sample_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         cache: CachedImages | None = None,
+        missing_target: float = -1,
     ) -> None:
         self.records = list(records)
+        self.missing_target = missing_target  # unlabelled data: -1 (a class index), NaN (a MOS)
         self.size = size
         self.targets = list(targets) if targets is not None else None
         self.seed = seed
@@ -186,7 +188,7 @@ class ImageDataset(EpochAware, Dataset):
             raise self._not_cached(min(set(indices) - set(stored), key=indices.index))
         return {
             "image": torch.from_numpy(arrays).permute(0, 3, 1, 2),
-            "target": torch.tensor([self._target(i) for i in stored], dtype=torch.int64),
+            "target": torch.tensor([self._target(i) for i in stored]),  # int64 classes, f32 MOS
             "index": torch.tensor(stored, dtype=torch.int64),
             "skipped": len(indices) - len(stored),
         }
@@ -204,7 +206,7 @@ class ImageDataset(EpochAware, Dataset):
         return {"image": image, "target": self._target(index), "index": index}
 
     def _target(self, index: int) -> int:
-        return self.targets[index] if self.targets is not None else -1
+        return self.targets[index] if self.targets is not None else self.missing_target
 
     def _not_cached(self, index: int) -> BadImageError:
         """A file the cache fill could not decode, read under the "error" policy."""
@@ -220,6 +222,7 @@ def build_image_dataset(
     seed: int = 0,
     on_bad_image: str = "error",
     sample_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    missing_target: float = -1,
 ) -> tuple[ImageDataset, CacheReport]:
     """An ``ImageDataset``, its images decoded into the cache first (unless caching is off)."""
     report = CacheReport(images=len(records))
@@ -238,7 +241,7 @@ def build_image_dataset(
         report.seconds, report.folder = time.perf_counter() - start, str(store.dir)
     dataset = ImageDataset(
         records, size, targets=targets, seed=seed, on_bad_image=on_bad_image,
-        sample_transform=sample_transform, cache=reader,
+        sample_transform=sample_transform, cache=reader, missing_target=missing_target,
     )  # fmt: skip
     return dataset, report
 

@@ -201,7 +201,7 @@ def _read_split_folders(folder: Path) -> ClassificationSource:
 # ---------------------------------------------------------------------------- CSV
 
 
-def _pick_column(
+def pick_column(
     header: list[str],
     given: str | None,
     candidates: tuple[str, ...],
@@ -243,19 +243,19 @@ def _resolve_columns(
     id_column: str | None,
     require_label: bool,
 ) -> _Columns:
-    image = _pick_column(header, image_column, IMAGE_COLUMNS, "image", csv_path)
+    image = pick_column(header, image_column, IMAGE_COLUMNS, "image", csv_path)
     if image is None:
         raise UserError(
             f"{csv_path}: no image column found; columns are {header}; set image_column=NAME"
         )
-    label = _pick_column(
+    label = pick_column(
         header, label_column, LABEL_COLUMNS, "label", csv_path, required=require_label
     )
-    ident = _pick_column(header, id_column, ID_COLUMNS, "id", csv_path)
+    ident = pick_column(header, id_column, ID_COLUMNS, "id", csv_path)
     return _Columns(image=image, label=label, id=ident)
 
 
-def _read_csv_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+def read_csv_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """Header and (line number, row dict) pairs, blank lines dropped.
 
     utf-8-sig so an Excel BOM does not end up in the first column name.
@@ -283,7 +283,7 @@ def _read_csv_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict[str,
     return header, rows
 
 
-def _image_path(cell: str, base: Path) -> Path:
+def resolve_image_path(cell: str, base: Path) -> Path:
     """Resolve a CSV path cell: relative to the CSV's folder, normalised, absolute kept."""
     raw = Path(cell.replace("\\", "/")) if os.sep == "/" else Path(cell)
     full = raw if raw.is_absolute() else base.absolute() / raw
@@ -312,7 +312,7 @@ def _read_csv(
     require_label: bool,
 ) -> tuple[list[ImageRecord], _Columns]:
     """Read one CSV into records (file order). Empty label cells are errors only when required."""
-    header, rows = _read_csv_rows(csv_path)
+    header, rows = read_csv_rows(csv_path)
     cols = _resolve_columns(
         header,
         csv_path,
@@ -331,7 +331,7 @@ def _read_csv(
         cell = row.get(cols.image, "")
         if not cell:
             raise UserError(f"{csv_path}: row {number} has an empty {cols.image!r} (image path)")
-        path = _image_path(cell, csv_path.parent)
+        path = resolve_image_path(cell, csv_path.parent)
         label = row.get(cols.label, "") if cols.label else ""
         if require_label and not label:
             raise UserError(f"{csv_path}: row {number} has an empty label in column {cols.label!r}")

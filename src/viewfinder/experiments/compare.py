@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ FIXED = [
     ("model", "model"),
 ]
 TRAILING = [
+    ("train_loss", "train loss"),
+    ("fit", "fit"),
     ("learning_rate", "learning rate"),
     ("batch_size", "batch"),
     ("epochs_completed", "epochs"),
@@ -69,6 +72,26 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def diagnose_fit(
+    train_loss: Any, val_loss: Any, num_classes: Any = None, still_improving: bool = False
+) -> str | None:
+    """A plain-words reading of the best epoch's losses, so a weak row explains itself.
+
+    ``underfits``: training loss still above 80 % of chance (ln C, classification); ``overfits``:
+    validation loss at least 1.4x the training loss and 0.25 above it; else ``ok``. ``still
+    improving`` is added when the best epoch was the last: more epochs would likely help.
+    """
+    if not isinstance(train_loss, float | int) or not isinstance(val_loss, float | int):
+        return None
+    if num_classes and train_loss > 0.8 * math.log(num_classes):
+        verdict = "underfits"
+    elif val_loss >= 1.4 * train_loss and val_loss - train_loss >= 0.25:
+        verdict = f"overfits ({val_loss / max(train_loss, 1e-9):.1f}x val/train loss)"
+    else:
+        verdict = "ok"
+    return verdict + ("; still improving" if still_improving else "")
+
+
 def compare_runs(run_dirs: Sequence[str | Path]) -> Comparison:
     """One row per run: its best-epoch validation metrics, recipe and speed; best first."""
     if not run_dirs:
@@ -82,6 +105,11 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> Comparison:
                 metric_keys.append(key)
         rows.append({
             "run": s["name"], "model": s["model"], **metrics,
+            "train_loss": s.get("train_loss"),
+            "fit": diagnose_fit(
+                s.get("train_loss"), metrics.get("loss"), s.get("data", {}).get("num_classes"),
+                still_improving=s.get("best_epoch") == s.get("epochs") and s.get("epochs", 0) > 1,
+            ),
             "learning_rate": s.get("learning_rate"), "batch_size": s.get("batch_size"),
             "epochs_completed": s.get("epochs_completed"),
             "parameters_m": round(s["parameters"] / 1e6, 2) if s.get("parameters") else None,

@@ -54,7 +54,7 @@ def quality_scores(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, f
 
 
 class QualityMetrics:
-    """Accumulates predicted and true MOS over an epoch (``outputs`` are MOS, ``batch["mos"]``)."""
+    """Accumulates predicted and true MOS over an epoch (``outputs`` and ``batch["target"]``)."""
 
     def __init__(self) -> None:
         self.predicted = CatMetric()
@@ -66,7 +66,7 @@ class QualityMetrics:
 
     def update(self, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
         self.predicted.update(outputs.detach().float().flatten())
-        self.target.update(batch["mos"].float().flatten())
+        self.target.update(batch["target"].float().flatten())
 
     def values(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All predicted and true MOS seen (synchronised across processes)."""
@@ -75,3 +75,46 @@ class QualityMetrics:
 
     def compute(self) -> dict[str, float]:
         return quality_scores(*self.values())
+
+
+def error_by_range(
+    predicted: torch.Tensor, target: torch.Tensor, low: float, high: float, bins: int = 5
+) -> list[dict[str, float]]:
+    """Images, mean error (bias) and mean absolute error per equal-width range of true MOS."""
+    edges = torch.linspace(low, high, bins + 1)
+    rows = []
+    for i in range(bins):
+        upper = target <= edges[i + 1] if i == bins - 1 else target < edges[i + 1]
+        inside = (target >= edges[i]) & upper
+        error = (predicted - target)[inside]
+        rows.append({
+            "mos_from": round(float(edges[i]), 3), "mos_to": round(float(edges[i + 1]), 3),
+            "images": int(inside.sum()),
+            "mean_error": float(error.mean()) if error.numel() else float("nan"),
+            "mean_abs_error": float(error.abs().mean()) if error.numel() else float("nan"),
+        })  # fmt: skip
+    return rows
+
+
+def plot_quality(
+    predicted: torch.Tensor, target: torch.Tensor, ranges: list[dict[str, float]], path: Any
+) -> None:
+    """Predicted vs true MOS (scatter, with the identity line) beside the error per MOS range."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    scatter, bars = fig.subplots(1, 2)
+    scatter.scatter(target.numpy(), predicted.numpy(), s=8, alpha=0.6)
+    low = float(min(target.min(), predicted.min())) if target.numel() else 0.0
+    high = float(max(target.max(), predicted.max())) if target.numel() else 1.0
+    scatter.plot([low, high], [low, high], color="grey", linewidth=1)
+    scatter.set(xlabel="true MOS", ylabel="predicted MOS", title="predicted vs true MOS")
+    labels = [f"{r['mos_from']:g}-{r['mos_to']:g}\n({r['images']})" for r in ranges]
+    bars.bar(labels, [r["mean_abs_error"] for r in ranges], label="mean |error|")
+    bars.bar(labels, [r["mean_error"] for r in ranges], width=0.4, label="mean error (bias)")
+    bars.axhline(0, color="grey", linewidth=1)
+    bars.set(xlabel="true MOS range (images)", ylabel="MOS", title="error by MOS range")
+    bars.legend()
+    fig.savefig(path, dpi=100)

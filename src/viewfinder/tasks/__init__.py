@@ -9,6 +9,7 @@ from viewfinder.registry import Registry
 
 TASKS: Registry[str] = Registry("task")
 TASKS.register("classify")("viewfinder.tasks.classify:ClassifyTask")
+TASKS.register("iqa")("viewfinder.tasks.iqa:QualityTask")
 
 
 def get_task_class(name: str) -> type:

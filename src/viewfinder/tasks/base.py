@@ -102,6 +102,14 @@ class Task(ABC):
     def step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Forward one batch: ``{"loss": scalar, "outputs": tensor}``."""
 
+    def combine_views(
+        self, outputs: list[torch.Tensor], batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """Test-time augmentation: one ``{"loss", "outputs"}`` from the outputs of every view."""
+        from viewfinder.errors import UserError
+
+        raise UserError(f"task {self.name} has no test-time augmentation; use tta=none")
+
     @abstractmethod
     def metrics(self) -> TaskMetrics:
         """A fresh metric accumulator; ``compute()`` keys are what ``train.monitor`` may name."""

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from viewfinder.data.images import scan_images
 from viewfinder.data.sampling import (
     build_sampler,
     read_split,
@@ -78,7 +77,7 @@ class ClassifyTask(ImageTask):
         )
         train, val = self._split(self._level(source.train), self._level(source.val))
         splits = {"train": train, "val": val, "test": self._level(source.test)}
-        splits, skipped = self._drop_bad_images(splits)
+        splits, skipped = self.drop_bad_images(splits)
         self.splits = splits
         self.classes = sorted({r.label for r in splits["train"] if r.label is not None})
         if len(self.classes) < 2:
@@ -124,23 +123,6 @@ class ClassifyTask(ImageTask):
             [r.label for r in train], val_fraction=data.val_fraction, seed=seed
         )
         return [train[i] for i in train_idx], [train[i] for i in val_idx]
-
-    def _drop_bad_images(
-        self, splits: dict[str, list[ImageRecord]]
-    ) -> tuple[dict[str, list[ImageRecord]], list[tuple[str, str]]]:
-        policy = self.cfg.data.on_bad_image
-        kept: dict[str, list[ImageRecord]] = {}
-        bad: list[tuple[str, str]] = []
-        for split, records in splits.items():
-            good, bad_here = scan_images([r.path for r in records], on_bad_image=policy)
-            kept[split] = [records[i] for i in good]
-            bad += bad_here
-        if bad:
-            with open(self.run_dir / "skipped_images.csv", "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["path", "reason"])
-                writer.writerows(bad)
-        return kept, bad
 
     def _write_state(self) -> None:
         state = {
@@ -236,6 +218,20 @@ class ClassifyTask(ImageTask):
         else:
             loss = F.cross_entropy(logits.float(), target)
         return {"loss": loss, "outputs": logits}
+
+    def combine_views(
+        self, outputs: list[torch.Tensor], batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """Mean softmax probabilities, passed on as ``log(mean p)`` (``training/inference.py``)."""
+        from viewfinder.training.inference import TINY, mean_probabilities
+
+        log_probs = mean_probabilities(outputs).clamp_min(TINY).log()
+        target = batch.get("target")
+        if target is None or bool((target < 0).any()):
+            return {"loss": log_probs.new_zeros(()), "outputs": log_probs}
+        smoothing = self.cfg.train.label_smoothing  # as the run's own val loss, so they compare
+        loss = F.cross_entropy(log_probs, target, label_smoothing=smoothing)
+        return {"loss": loss, "outputs": log_probs}
 
     def metrics(self) -> ClassifyMetrics:
         counts = self.class_counts()

@@ -8,6 +8,7 @@ A task on images (``classify``, ``iqa``; the image side of ``caption`` and ``vqa
 
 from __future__ import annotations
 
+import csv
 import time
 from abc import abstractmethod
 from typing import Any
@@ -18,6 +19,7 @@ from torch.utils.data import Dataset
 
 from viewfinder.data.cache import stored_size
 from viewfinder.data.dataset import build_image_dataset, collate_skipping
+from viewfinder.data.images import scan_images
 from viewfinder.data.transforms import BatchTransform, sample_transform
 from viewfinder.errors import UserError
 from viewfinder.models.backbones import data_config
@@ -29,6 +31,8 @@ from viewfinder.training.features import FeatureDataset, cached_features
 
 class ImageTask(Task):
     """Images in, through the decoded-image cache; see the module doc."""
+
+    missing_target: float = -1  # the target of an unlabelled image: -1 (a class), NaN (a MOS)
 
     def __init__(self, cfg, run_dir) -> None:
         super().__init__(cfg, run_dir)
@@ -56,6 +60,7 @@ class ImageTask(Task):
             targets=self._targets(records),
             seed=self.cfg.train.seed,
             on_bad_image=d.on_bad_image,
+            missing_target=self.missing_target,
             sample_transform=(
                 sample_transform(d.augment, [x for x in d.augment_exclude.split("+") if x])
                 if train and not frozen
@@ -78,7 +83,10 @@ class ImageTask(Task):
         )  # fmt: skip
         report.features = "cached" if hit else f"extracted {features.shape}"
         report.seconds += time.perf_counter() - start
-        return FeatureDataset(features, images.targets, train=train, seed=self.cfg.train.seed)
+        return FeatureDataset(
+            features, images.targets, train=train, seed=self.cfg.train.seed,
+            missing_target=self.missing_target,
+        )  # fmt: skip
 
     def training_model(self, model: nn.Module, numerics: Any, device: torch.device) -> nn.Module:
         if not self.cfg.model.freeze_backbone:
@@ -104,6 +112,25 @@ class ImageTask(Task):
 
     def collate(self, items: list[Any]) -> dict[str, Any] | None:
         return collate_skipping(items)
+
+    def drop_bad_images(
+        self, splits: dict[str, list[Any]]
+    ) -> tuple[dict[str, list[Any]], list[tuple[str, str]]]:
+        """``data.on_bad_image`` applied once to every split; skipped files are listed in
+        ``skipped_images.csv``."""
+        policy = self.cfg.data.on_bad_image
+        kept: dict[str, list[Any]] = {}
+        bad: list[tuple[str, str]] = []
+        for split, records in splits.items():
+            good, bad_here = scan_images([r.path for r in records], on_bad_image=policy)
+            kept[split] = [records[i] for i in good]
+            bad += bad_here
+        if bad:
+            with open(self.run_dir / "skipped_images.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["path", "reason"])
+                writer.writerows(bad)
+        return kept, bad
 
     def prepare_image_model(self, model: nn.Module, note: str) -> str:
         """Fix normalisation from the backbone; re-initialise / freeze as configured."""

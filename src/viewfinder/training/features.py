@@ -106,9 +106,16 @@ class FeatureDataset(EpochAware, Dataset):
     """
 
     def __init__(
-        self, features: np.ndarray, targets: Sequence[int] | None, *, train: bool, seed: int = 0
+        self,
+        features: np.ndarray,
+        targets: Sequence[float] | None,
+        *,
+        train: bool,
+        seed: int = 0,
+        missing_target: float = -1,
     ) -> None:
         self.features = features
+        self.missing_target = missing_target
         self.targets = list(targets) if targets is not None else None
         self.train, self.seed = train, seed
         self._init_epoch()
@@ -125,5 +132,5 @@ class FeatureDataset(EpochAware, Dataset):
             rng = np.random.default_rng(sample_seed(self.seed, self.epoch, index))
             pick = int(rng.integers(len(views)))
             views = views[pick : pick + 1]
-        target = self.targets[index] if self.targets is not None else -1
+        target = self.targets[index] if self.targets is not None else self.missing_target
         return {"features": torch.from_numpy(np.array(views)), "target": target, "index": index}

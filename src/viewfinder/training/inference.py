@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from viewfinder.config import RunConfig
 from viewfinder.data.transforms import IDENTITY, tta_images, tta_views
@@ -67,6 +66,15 @@ def resolve_tta(cfg: RunConfig, tta: str | None) -> list[str]:
     return tta_views(spec)
 
 
+def mean_probabilities(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean softmax probabilities (B, C) of several views' logits (see the module doc)."""
+    total = None
+    for view_logits in logits:
+        probs = view_logits.float().softmax(dim=1)
+        total = probs if total is None else total + probs
+    return total / len(logits)
+
+
 def average_views(
     forward: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
@@ -74,17 +82,14 @@ def average_views(
     views: Sequence[str],
 ) -> torch.Tensor:
     """Mean softmax probabilities (B, C) of ``forward`` (images -> logits) over the TTA views."""
-    total = None
-    for view_images in tta_images(images, transform, views):
-        probs = forward(view_images).float().softmax(dim=1)
-        total = probs if total is None else total + probs
-    return total / len(views)
+    return mean_probabilities([forward(v) for v in tta_images(images, transform, views)])
 
 
 def forward_views(
     task: Any, model: torch.nn.Module, batch: dict[str, Any], views: Sequence[str], numerics: Any
 ) -> dict[str, torch.Tensor]:
-    """The task's step over every view; with no TTA exactly ``task.step`` (logits and loss)."""
+    """The task's step over every view, combined by the task (``Task.combine_views``); with no
+    TTA exactly ``task.step``."""
     device = next(model.parameters()).device
     if list(views) == [IDENTITY] or "image" not in batch:
         batch = prepare_batch(task.transform_batch(batch, train=False), numerics.channels_last)
@@ -95,17 +100,11 @@ def forward_views(
         view = task.transform_batch({**batch, "image": images}, train=False)
         return prepare_batch(view, numerics.channels_last)["image"]
 
-    def forward(images: torch.Tensor) -> torch.Tensor:
+    outputs = []
+    for images in tta_images(batch["image"], transform, views):
         with autocast(device, numerics):
-            return task.step(model, {**batch, "image": images})["outputs"]
-
-    log_probs = average_views(forward, batch["image"], transform, views).clamp_min(TINY).log()
-    target = batch.get("target")
-    if target is None or bool((target < 0).any()):
-        return {"loss": log_probs.new_zeros(()), "outputs": log_probs}
-    smoothing = task.cfg.train.label_smoothing  # as the run's own val loss, so the two compare
-    loss = F.cross_entropy(log_probs, target, label_smoothing=smoothing)
-    return {"loss": loss, "outputs": log_probs}
+            outputs.append(task.step(model, {**batch, "image": images})["outputs"])
+    return task.combine_views(outputs, batch)
 
 
 class InferenceSession:

@@ -16,6 +16,8 @@ CSV_COLUMNS = [
     "model",
     "accuracy",
     "macro_f1",
+    "train_loss",
+    "fit",
     "learning_rate",
     "batch_size",
     "epochs_completed",
@@ -91,10 +93,12 @@ def test_markdown_has_header_rule_and_one_line_per_run(runs: list[Path]) -> None
     lines = compare_runs(runs).markdown().splitlines()
     assert len(lines) == 2 + len(runs)
     header, rule, *body = lines
-    assert header.startswith("| run | model | accuracy | macro f1 | learning rate | batch |")
+    assert header.startswith(
+        "| run | model | accuracy | macro f1 | train loss | fit | learning rate | batch |"
+    )
     assert header.endswith("| s/epoch | img/s |")
     assert rule == "|" + "|".join(["---"] * len(CSV_COLUMNS)) + "|"
-    assert body[0].startswith("| resnet18 | resnet18 | 0.8300 | 0.5000 | 1e-03 | 4 | 2 |")
+    assert body[0].startswith("| resnet18 | resnet18 | 0.8300 | 0.5000 | - | - | 1e-03 | 4 | 2 |")
     assert all(line.count("|") == len(CSV_COLUMNS) + 1 for line in lines)
 
 
@@ -184,3 +188,17 @@ def test_run_names_are_distinct_across_a_grid() -> None:
 def test_run_name_rejects_unknown_keys() -> None:
     with pytest.raises(UserError, match="learning_rate"):
         run_name({"learning_rat": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("train_loss", "val_loss", "classes", "fit"),
+    [(0.16, 1.62, 6, "overfits (10.1x val/train loss)"), (0.02, 0.05, 6, "ok"),
+     (0.64, 0.95, 6, "overfits (1.5x val/train loss)"), (1.70, 1.75, 6, "underfits"),
+     (0.4, 0.6, None, "ok"), (None, 0.6, 6, None)],
+)  # fmt: skip
+def test_fit_diagnosis(train_loss, val_loss, classes, fit) -> None:
+    from viewfinder.experiments.compare import diagnose_fit
+
+    assert diagnose_fit(train_loss, val_loss, classes) == fit
+    if fit is not None:
+        assert diagnose_fit(train_loss, val_loss, classes, True) == fit + "; still improving"

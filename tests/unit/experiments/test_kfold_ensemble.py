@@ -28,6 +28,7 @@ from viewfinder.experiments.ensemble import (
     parse_weights,
 )
 from viewfinder.experiments.kfold import combine_out_of_fold
+from viewfinder.tasks.classify import ClassifyTask
 from viewfinder.training.inference import Predictions, average_views, forward_views
 
 CLASSES = ["a", "b", "c"]
@@ -188,6 +189,8 @@ class _Task:
 
     def transform_batch(self, batch: dict[str, Any], *, train: bool) -> dict[str, Any]:
         return {**batch, "image": self.transform(batch["image"])}
+
+    combine_views = ClassifyTask.combine_views
 
     def step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         logits = model(batch["image"])
