@@ -91,7 +91,7 @@ def _print_run(run: Any) -> None:
 
 @app.command()
 def train(
-    task: str = typer.Argument(None, help="Task to train: classify."),
+    task: str = typer.Argument(None, help="Task to train: classify or iqa."),
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
     resume: Path = typer.Option(
@@ -182,7 +182,7 @@ def compare(
 
 @app.command()
 def sweep(
-    task: str = typer.Argument(..., help="Task: classify."),
+    task: str = typer.Argument(..., help="Task: classify or iqa."),
     overrides: list[str] = typer.Argument(None, help="Comma lists are swept: model=cnn,resnet18"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
     name: str = typer.Option(None, "--name", help="Sweep folder name."),

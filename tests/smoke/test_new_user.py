@@ -102,3 +102,18 @@ def test_eval_batch_size_sets_the_validation_loader(demo_data, tmp_path):
     cfg = build_config("classify", overrides={"batch_size": 8})
     assert eval_batch_size(cfg) == 8  # CPU: the training batch (larger measured no faster)
     assert eval_batch_size(cfg.with_overrides({"eval_batch_size": 64})) == 64
+
+
+def test_demo_table_explains_every_weak_model(tmp_path, capsys):
+    """The demo's comparison says why a model did not learn, in the table and in words."""
+    from viewfinder.demo import run_demo
+
+    table = run_demo(tmp_path / "demo", epochs=1, progress=False, models=("cnn", "resnet18"),
+                     count=120, size=48)  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| train loss | fit |" in (tmp_path / "demo" / "comparison.md").read_text()
+    for row in table.rows:
+        assert row["fit"], row
+        if not row["fit"].startswith("ok"):
+            assert f"{row['run']}: {row['fit']}" in out.replace("\n", " ")
+    assert (tmp_path / "demo" / "submission.csv").is_file()
