@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +117,12 @@ def make_bad_image_corpus(directory: Path) -> dict[str, Path]:
     Image.fromarray(checker).save(corpus["onebit_png"])
     corpus["exif_rotated_jpeg"] = _exif_rotated_jpeg(directory / "rotated.jpg")
     return corpus
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m viewfinder ARGS`` in ``cwd``, as a user runs it (wide console, 5 min cap)."""
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "viewfinder", *args], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip

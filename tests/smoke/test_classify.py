@@ -6,14 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import viewfinder
+from tests.helpers import run_cli
 from tests.smoke.conftest import FAST
 from viewfinder.errors import UserError
 
@@ -121,12 +119,7 @@ def test_unknown_model_fails_before_work(demo_data, runs_dir):
     assert not runs_dir.exists()
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "viewfinder", *args], cwd=cwd, env=env,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+_cli = run_cli
 
 
 @pytest.mark.slow

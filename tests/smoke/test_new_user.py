@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import csv
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.helpers import BAD_IMAGE_KEYS, make_bad_image_corpus
+from tests.helpers import BAD_IMAGE_KEYS, make_bad_image_corpus, run_cli
 from tests.smoke.conftest import FAST
 
 FAST_ARGS = [f"{k}={v}" for k, v in FAST.items()]
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "viewfinder", *args], cwd=cwd, env=env,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+_cli = run_cli
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -33,8 +33,28 @@ def parse_model_name(name: str) -> ModelSpec:
     return ModelSpec(backbone, suffix)
 
 
-def build_classifier(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, str]:
-    """The network for ``cfg.name`` with ``num_classes`` outputs, and a note on loaded weights."""
+def zero_head(model: nn.Module) -> None:
+    """Zero the head's last linear layer, so a regressor starts by predicting the mean.
+
+    Regression heads need it: timm's EfficientNet ("goog") init draws a classifier's weights from
+    U(-1/sqrt(outputs), +1/sqrt(outputs)), which for one output is U(-1, 1) over ~1,280 features
+    (outputs of several standard deviations, measured: a frozen-feature head stuck at SRCC 0.03)."""
+    from viewfinder.models.frozen import frozen_parts
+
+    _, head = frozen_parts(model)
+    linear = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if linear:
+        nn.init.zeros_(linear[-1].weight)
+        if linear[-1].bias is not None:
+            nn.init.zeros_(linear[-1].bias)
+
+
+def build_classifier(
+    cfg: ModelConfig, num_classes: int, *, regression: bool = False
+) -> tuple[nn.Module, str]:
+    """The network for ``cfg.name`` with ``num_classes`` outputs, and a note on loaded weights.
+
+    ``regression``: the head starts at zero (``zero_head``), before any ``weights=`` load."""
     spec = parse_model_name(cfg.name)
     note = "pretrained (model hub)" if cfg.pretrained else "random init"
     if spec.backbone.startswith("clip:"):
@@ -52,6 +72,8 @@ def build_classifier(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, str
             backbone.num_features, num_classes, heads=cfg.attention_heads, drop_rate=cfg.drop_rate
         )
         model = ImageClassifier(backbone, head)
+    if regression:
+        zero_head(model)
     if cfg.weights:
         loaded, skipped = load_weights(model, cfg.weights)
         note = f"{loaded} tensors from {cfg.weights}" + (

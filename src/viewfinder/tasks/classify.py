@@ -43,8 +43,6 @@ from viewfinder.models.classifier import build_classifier
 from viewfinder.tasks.image import ImageTask
 from viewfinder.training.losses import build_loss
 
-SPLITS = ("train", "val", "test")
-
 
 class ClassifyTask(ImageTask):
     name = "classify"
@@ -146,12 +144,7 @@ class ClassifyTask(ImageTask):
         if data is not None:
             d = self.cfg.data
             return read_unlabelled(data, image_column=d.image_column, id_column=d.id_column)
-        if split not in SPLITS:
-            raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-        records = self.splits.get(split, [])
-        if not records:
-            raise UserError(f"this run has no {split} split; pass data=PATH")
-        return records
+        return self.split_records(split)
 
     def _targets(self, records: list[ImageRecord]) -> list[int] | None:
         if any(r.label is None for r in records):

@@ -28,6 +28,8 @@ from viewfinder.models.frozen import FeatureClassifier, freeze_backbone, reset_h
 from viewfinder.tasks.base import Task
 from viewfinder.training.features import FeatureDataset, cached_features
 
+SPLITS = ("train", "val", "test")
+
 
 class ImageTask(Task):
     """Images in, through the decoded-image cache; see the module doc."""
@@ -36,6 +38,7 @@ class ImageTask(Task):
 
     def __init__(self, cfg, run_dir) -> None:
         super().__init__(cfg, run_dir)
+        self.splits: dict[str, list[Any]] = {}  # train/val/test records, set by setup/load
         self.records_seen: list[Any] = []  # of the last dataset built (mistakes views)
         self._norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
         self._batch_transforms: dict[bool, BatchTransform] = {}
@@ -44,6 +47,15 @@ class ImageTask(Task):
     @abstractmethod
     def _records(self, split: str, data: str | None) -> list[Any]:
         """The records of ``split``, or of other data (``predict --data``)."""
+
+    def split_records(self, split: str) -> list[Any]:
+        """The records of one of the run's splits (a one-line error for unknown or empty)."""
+        if split not in SPLITS:
+            raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+        records = self.splits.get(split, [])
+        if not records:
+            raise UserError(f"this run has no {split} split; pass data=PATH")
+        return records
 
     @abstractmethod
     def _targets(self, records: list[Any]) -> list[Any] | None:

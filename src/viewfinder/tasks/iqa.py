@@ -46,8 +46,6 @@ from viewfinder.models.classifier import build_classifier
 from viewfinder.tasks.image import ImageTask
 from viewfinder.training.quality_losses import QualityLoss
 
-SPLITS = ("train", "val", "test")
-
 
 class QualityTask(ImageTask):
     name = "iqa"
@@ -126,12 +124,7 @@ class QualityTask(ImageTask):
     def _records(self, split: str, data: str | None) -> list[QualityRecord]:
         if data is not None:
             return self._other_data(Path(data))
-        if split not in SPLITS:
-            raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-        records = self.splits.get(split, [])
-        if not records:
-            raise UserError(f"this run has no {split} split; pass data=PATH")
-        return records
+        return self.split_records(split)
 
     def _other_data(self, path: Path) -> list[QualityRecord]:
         """``predict --data``: a CSV (MOS optional; kept for scoring) or a folder of images."""
@@ -149,7 +142,8 @@ class QualityTask(ImageTask):
 
     # --- model ----------------------------------------------------------------------------------
     def build_model(self) -> tuple[nn.Module, str]:
-        model, note = build_classifier(self.cfg.model, 1)  # one output: the standardised MOS
+        # one output, the standardised MOS, starting at 0 (the mean): see zero_head
+        model, note = build_classifier(self.cfg.model, 1, regression=True)
         return model, self.prepare_image_model(model, note)
 
     def example_batch(self, batch_size: int) -> dict[str, Any]:
