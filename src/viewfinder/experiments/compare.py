@@ -78,14 +78,14 @@ def diagnose_fit(
     """A plain-words reading of the best epoch's losses, so a weak row explains itself.
 
     ``underfits``: training loss still above 80 % of chance (ln C, classification); ``overfits``:
-    validation loss at least 1.4x the training loss and 0.25 above it; else ``ok``. ``still
+    validation loss at least 1.3x the training loss and 0.25 above it; else ``ok``. ``still
     improving`` is added when the best epoch was the last: more epochs would likely help.
     """
     if not isinstance(train_loss, float | int) or not isinstance(val_loss, float | int):
         return None
     if num_classes and train_loss > 0.8 * math.log(num_classes):
         verdict = "underfits"
-    elif val_loss >= 1.4 * train_loss and val_loss - train_loss >= 0.25:
+    elif val_loss >= 1.3 * train_loss and val_loss - train_loss >= 0.25:
         verdict = f"overfits ({val_loss / max(train_loss, 1e-9):.1f}x val/train loss)"
     else:
         verdict = "ok"

@@ -193,7 +193,8 @@ def test_run_name_rejects_unknown_keys() -> None:
 @pytest.mark.parametrize(
     ("train_loss", "val_loss", "classes", "fit"),
     [(0.16, 1.62, 6, "overfits (10.1x val/train loss)"), (0.02, 0.05, 6, "ok"),
-     (0.64, 0.95, 6, "overfits (1.5x val/train loss)"), (1.70, 1.75, 6, "underfits"),
+     (0.6955, 0.9583, 6, "overfits (1.4x val/train loss)"), (1.70, 1.75, 6, "underfits"),
+     (0.0267, 0.0349, 6, "ok"), (0.8, 1.0, 6, "ok"),
      (0.4, 0.6, None, "ok"), (None, 0.6, 6, None)],
 )  # fmt: skip
 def test_fit_diagnosis(train_loss, val_loss, classes, fit) -> None:
