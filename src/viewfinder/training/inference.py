@@ -11,7 +11,7 @@ unchanged, and cross-entropy on it is the log loss of the averaged prediction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,16 +73,6 @@ def mean_probabilities(logits: Sequence[torch.Tensor]) -> torch.Tensor:
         probs = view_logits.float().softmax(dim=1)
         total = probs if total is None else total + probs
     return total / len(logits)
-
-
-def average_views(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    images: torch.Tensor,
-    transform: Callable[[torch.Tensor], torch.Tensor],
-    views: Sequence[str],
-) -> torch.Tensor:
-    """Mean softmax probabilities (B, C) of ``forward`` (images -> logits) over the TTA views."""
-    return mean_probabilities([forward(v) for v in tta_images(images, transform, views)])
 
 
 def forward_views(

@@ -29,7 +29,7 @@ from viewfinder.experiments.ensemble import (
 )
 from viewfinder.experiments.kfold import combine_out_of_fold
 from viewfinder.tasks.classify import ClassifyTask
-from viewfinder.training.inference import Predictions, average_views, forward_views
+from viewfinder.training.inference import Predictions, forward_views, mean_probabilities
 
 CLASSES = ["a", "b", "c"]
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -175,7 +175,7 @@ def test_tta_averages_probabilities_over_views():
     with torch.no_grad():
         model(transform(images))
         manual = sum(model(transform(apply_view(images, v))).softmax(dim=1) for v in views) / 4
-        averaged = average_views(model, images, transform, views)
+        averaged = mean_probabilities([model(v) for v in tta_images(images, transform, views)])
     assert torch.allclose(averaged, manual, atol=1e-6)
     assert torch.allclose(averaged.sum(dim=1), torch.ones(4), atol=1e-6)
 
@@ -208,7 +208,7 @@ def test_tta_none_is_plain_inference_and_tta_outputs_are_log_mean_probabilities(
         assert torch.equal(none["loss"], plain["loss"])
         views = tta_views("hflip+scale")
         tta = forward_views(task, model, batch, views, numerics)
-        mean = average_views(model, images, task.transform, views)
+        mean = mean_probabilities([model(v) for v in tta_images(images, task.transform, views)])
     assert torch.allclose(tta["outputs"].softmax(dim=1), mean, atol=1e-6)
     log_loss = -mean.log().gather(1, batch["target"].view(-1, 1)).mean()
     assert torch.allclose(tta["loss"], log_loss, atol=1e-5)
