@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from viewfinder.config import RunConfig, build_config, load_yaml
+from viewfinder.data.outputs import OUTPUT_MARKER, mark_output_folder
 from viewfinder.errors import UserError
 
 
@@ -75,8 +76,6 @@ def _slug(text: str) -> str:
 
 def new_run_dir(cfg: RunConfig) -> Path:
     """``<output_dir>/<task>/<name>``; a taken name gets ``-2``, ``-3`` ... (never overwritten)."""
-    from viewfinder.data.outputs import mark_output_folder
-
     base = mark_output_folder(Path(cfg.output_dir)) / cfg.task  # never read back as data
     name = _slug(cfg.name or cfg.model.name)
     candidate, n = base / name, 2
@@ -255,8 +254,6 @@ def _remove_unstarted(run_dir: Path, new_parents: list[Path]) -> None:
         import shutil
 
         shutil.rmtree(run_dir, ignore_errors=True)
-        from viewfinder.data.outputs import OUTPUT_MARKER
-
         for parent in new_parents:  # <task>/ first, then <output_dir>/
             if parent.is_dir() and {p.name for p in parent.iterdir()} <= {OUTPUT_MARKER}:
                 shutil.rmtree(parent)
@@ -354,7 +351,6 @@ def evaluate(
     image by the fold that held it out); a fold set on other data, or several runs, are scored as
     an ensemble (mean probabilities; ``weights``: one per run argument).
     """
-    from viewfinder.data.outputs import mark_output_folder
     from viewfinder.experiments import ensemble
 
     paths = _paths(run)
@@ -450,8 +446,6 @@ def sweep(
     base = build_config(task, config_file=config, overrides=fixed)
     for combo in combos:  # fail on a bad value before any run starts
         base.with_overrides(combo)
-    from viewfinder.data.outputs import mark_output_folder
-
     sweep_dir = mark_output_folder(Path(base.output_dir)) / "sweeps" / _slug(name or "sweep")
     n = 2
     while sweep_dir.exists():
