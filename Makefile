@@ -11,6 +11,12 @@ STAMP := $(VENV)/.installed
 .PHONY: install demo test lint format clean
 
 $(STAMP): pyproject.toml
+	@# caption metrics (pycocoevalcap's PTB tokenizer and METEOR) run on Java 17: found on PATH,
+	@# else installed from Debian's packages where we are root, else a one-line note
+	@command -v java >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq >/dev/null 2>&1 \
+	  && apt-get install -y -qq openjdk-17-jre-headless >/dev/null 2>&1; } \
+	  || echo "note: no Java runtime: caption scores will be Java-free (no METEOR); install Java 17"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)

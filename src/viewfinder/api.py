@@ -161,6 +161,7 @@ def _write_summary(
         "weights": trainer.weights_note, "precision": trainer.numerics.precision,
         "channels_last": trainer.numerics.channels_last, "numerics": trainer.numerics.reason,
         "time_per_epoch": _mean(r["epoch_time"] for r in records),
+        "total_time": sum(r["epoch_time"] + r.get("eval_time", 0.0) for r in records),
         "images_per_second": _mean(r["images_per_second"] for r in records),
         "skipped_images": facts.get("skipped_images", 0) + trainer.progress["skipped_images"],
         "data": facts,
@@ -199,7 +200,8 @@ def train(
         from viewfinder.models.backbones import check_model_name
         from viewfinder.models.classifier import parse_model_name
 
-        check_model_name(parse_model_name(cfg.model.name).backbone)
+        for backbone in parse_model_name(cfg.model.name).backbones:  # A&B: each one
+            check_model_name(backbone)
     if cfg.data.folds is not None and cfg.data.fold is None:
         from viewfinder.experiments.kfold import train_folds
 
@@ -411,9 +413,45 @@ def predict(
         return ensemble.write_rows(out_path, task.submission_columns(probabilities), rows)
     if out is None and len(paths) > 1:
         raise UserError("an ensemble of several runs needs an output file: -o submission.csv")
+    if len({_task_of(p) for p in paths}) > 1:
+        return _joined_submission(paths, data=data, out=Path(out), tta=tta)
     pred = ensemble.ensemble_predictions(paths, split="test", data=data, tta=tta, weights=weights)
     out_path = Path(out) if out else paths[0] / "submission.csv"
     return ensemble.write_submission(pred, out_path, probabilities=probabilities)
+
+
+def _task_of(path: Path) -> str:
+    from viewfinder.experiments.ensemble import fold_runs, is_fold_set
+
+    return Run(fold_runs(path)[0] if is_fold_set(path) else path).config.task
+
+
+def _joined_submission(paths: list[Path], *, data: str | None, out: Path, tta: str | None) -> Path:
+    """Runs of different tasks on the same images (``predict IQA_RUN CAPTION_RUN``): each run's
+    columns, joined on the first run's id column in its row order (ids are the images')."""
+    from viewfinder.experiments.ensemble import is_fold_set, write_rows
+    from viewfinder.training.inference import run_inference
+
+    joined: dict[str, dict[str, Any]] = {}
+    columns: list[str] = []
+    for path in paths:
+        if is_fold_set(path):
+            raise UserError(f"{path}: runs of different tasks are joined one run each, not folds")
+        run = Run(path)
+        task, _, _, rows = run_inference(run.path, run.config, split="test", data=data,
+                                         rows=True, tta=tta)  # fmt: skip
+        names = task.submission_columns()
+        key = names[0] if not columns else columns[0]
+        if rows and key not in rows[0]:
+            raise UserError(f"{path}: its submission has no {key!r} column to join on ({names})")
+        for row in rows:
+            joined.setdefault(str(row[key]), {key: row[key]}).update(row)
+        columns += [c for c in names if c not in columns]
+    missing = [k for k, row in joined.items() if len(row) < len(columns)]
+    if missing:
+        raise UserError(f"runs predict different images (e.g. {missing[0]!r}); pass the same "
+                        "--data to every run")  # fmt: skip
+    return write_rows(out, columns, list(joined.values()))
 
 
 def compare(runs: Sequence[str | Path | Run], out: str | Path | None = None) -> Any:

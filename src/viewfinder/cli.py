@@ -91,7 +91,7 @@ def _print_run(run: Any) -> None:
 
 @app.command()
 def train(
-    task: str = typer.Argument(None, help="Task to train: classify or iqa."),
+    task: str = typer.Argument(None, help="Task to train: classify, iqa, caption or iqa+caption."),
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
     resume: Path = typer.Option(
@@ -144,8 +144,31 @@ def evaluate(
     console = _console()
     if report.is_file():
         console.print(report.read_text())
-    console.print("  ".join(f"{k}={v:.4f}" for k, v in results.items() if isinstance(v, float)))
+    challenge = _challenge_scores(results)
+    if challenge:
+        console.print(challenge)
+    console.print(
+        "  ".join(
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}=n/a"
+            for k, v in results.items()
+            if isinstance(v, float) or v is None
+        )
+    )
     console.print(f"written to {out_dir}")
+
+
+def _challenge_scores(results: dict) -> str:
+    """The camera-quality challenge's two scores in words, when the task has them."""
+    parts = []
+    if isinstance(results.get("mos_score"), float):
+        parts.append(f"MOS score {results['mos_score']:.4f} = (PLCC {results['plcc']:.4f} + "
+                     f"SRCC {results['srcc']:.4f}) / 2")  # fmt: skip
+    if "caption_score" in results:
+        score = results["caption_score"]
+        parts.append(f"caption score {score:.4f} = 4 CIDEr-D + 3 METEOR + (BLEU-4 + BLEU-3) "
+                     "+ ROUGE-L" if isinstance(score, float) else
+                     "caption score n/a: METEOR needs Java (install Java 17)")  # fmt: skip
+    return "[bold]" + "; ".join(parts) + "[/]" if parts else ""
 
 
 @app.command()
@@ -182,7 +205,7 @@ def compare(
 
 @app.command()
 def sweep(
-    task: str = typer.Argument(..., help="Task: classify or iqa."),
+    task: str = typer.Argument(..., help="Task: classify, iqa, caption or iqa+caption."),
     overrides: list[str] = typer.Argument(None, help="Comma lists are swept: model=cnn,resnet18"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
     name: str = typer.Option(None, "--name", help="Sweep folder name."),

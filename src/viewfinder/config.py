@@ -60,6 +60,10 @@ class DataConfig(_Section):
     mos_column: str | None = None  # iqa: the MOS column (detected: mos, score, quality ...)
     comments_column: str | None = None  # iqa/caption: the comments column (comments, caption ..)
     mos_range: str | None = None  # iqa: "LOW,HIGH" (e.g. 0,10); default: the training MOS range
+    # caption/vqa: the folder of images that CSV rows name by id (image_id -> DIR/<id>.<any ext>);
+    # default: the CSV's folder, its images/ folder, then ../images
+    images: str | None = None
+    grayscale: bool = False  # feed grayscale images (3 equal channels): the study's variant
 
     @field_validator("augment_exclude")
     @classmethod
@@ -84,6 +88,10 @@ class DataConfig(_Section):
         return "+".join(views)
 
 
+DECODERS = ("lstm", "gru", "transformer")
+HF_DECODERS = ("gpt2", "distilgpt2")  # more Hugging Face causal LMs by hf:NAME_OR_FOLDER
+
+
 class ModelConfig(_Section):
     """Which network: any timm name, ``cnn``, or ``NAME+attn`` for an attention head."""
 
@@ -96,6 +104,27 @@ class ModelConfig(_Section):
     feature_flip: bool = False  # frozen mode: also cache flipped-image features (augment + TTA)
     reinit_head: bool = False  # re-initialise the classifier after loading weights= (cRT)
     zero_shot: bool = False  # clip:ARCH models: classify by class-name prompts, no training
+    mlp_hidden: int = Field(512, ge=1)  # NAME+mlp: width of the MLP head's hidden layer
+    # NAME+ridge (frozen features, iqa): the ridge penalty on standardised features; default:
+    # chosen on the validation split from a log grid (models/ridge.py)
+    ridge_alpha: float | None = Field(None, gt=0.0)
+    # caption / iqa+caption: lstm | gru (show-and-tell; decoder_attention=true attends over the
+    # grid: show-attend-tell) | transformer (cross-attention over the grid) | a Hugging Face
+    # causal LM (gpt2, distilgpt2, hf:NAME_OR_FOLDER) fed image prefix tokens (decoder_dim ignored)
+    decoder: str = "lstm"
+    decoder_attention: bool = False
+    decoder_dim: int = Field(256, ge=8)
+    decoder_layers: int = Field(1, ge=1)
+    decoder_heads: int = Field(4, ge=1)
+    decoder_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @field_validator("decoder")
+    @classmethod
+    def _check_decoder(cls, value: str) -> str:
+        name = value.strip()
+        if name.lower() in DECODERS + HF_DECODERS or (name.startswith("hf:") and len(name) > 3):
+            return name.lower() if ":" not in name else name
+        raise ValueError(f"choose {', '.join(DECODERS + HF_DECODERS)} or hf:NAME_OR_FOLDER")
 
 
 class TrainConfig(_Section):
@@ -138,6 +167,28 @@ class TrainConfig(_Section):
     checkpoint_every_steps: int | None = Field(None, ge=1)
     max_rss_gb: float | None = Field(None, gt=0.0)  # stop (resumably) past this resident memory
     compile: bool = False  # torch.compile the model (see docs/benchmarks.md for when it wins)
+    # iqa+caption: the weights of the MOS and caption losses in the one loss (two keys, not one
+    # "1,0.5" list: a sweep splits values on commas)
+    mos_weight: float = Field(1.0, ge=0.0)
+    caption_weight: float = Field(1.0, ge=0.0)
+
+
+class TextConfig(_Section):
+    """Text sides (captions, questions): tokenizer and decoding (``data/text.py``,
+    ``models/decoding.py``)."""
+
+    tokenizer: Literal["auto", "word", "bpe"] = "auto"  # auto: word, or a Hugging Face LM's BPE
+    min_count: int = Field(2, ge=1)  # word tokenizer: rarer training words become <unk>
+    vocab_size: int | None = Field(None, ge=8)  # word tokenizer: keep the most frequent words
+    max_length: int = Field(24, ge=3)  # tokens with <bos>/<eos>; longer captions are truncated
+    decoding: Literal["greedy", "beam"] = "beam"
+    beam_size: int = Field(3, ge=1)
+    length_penalty: float = Field(0.6, ge=0.0)  # beam: score / length ** length_penalty
+    no_repeat_ngram: int = Field(3, ge=0)  # never repeat an n-gram in one caption (0 = off)
+    # caption metrics: auto = pycocoevalcap's exact ones (PTB tokenizer and METEOR on Java) when
+    # Java is there; python = Java-free always (no METEOR/caption score; java_free=1), e.g. for
+    # quick experiments where the JVM's start (~10 s, once per process) matters
+    scorer: Literal["auto", "python"] = "auto"
 
 
 class RunConfig(_Section):
@@ -150,6 +201,7 @@ class RunConfig(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    text: TextConfig = TextConfig()
 
     @model_validator(mode="after")
     def _check_task_keys(self) -> RunConfig:
@@ -177,6 +229,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "data": DataConfig,
     "model": ModelConfig,
     "train": TrainConfig,
+    "text": TextConfig,
 }
 # A bare value given to a section key means this field (``model=resnet50``).
 MAIN_FIELD = {"data": "path", "model": "name"}
@@ -188,10 +241,18 @@ TASK_PRESETS: dict[str, dict[str, Any]] = {
     # quality labels: flips only (crops rescale, colour/blur/JPEG ops change the quality itself)
     "iqa": {"train": {"monitor": "mos_score", "monitor_mode": "max", "loss": "mse"},
             "data": {"augment": "flip"}},
+    # captions name what is where and how it looks: flips only by default (a crop can cut out
+    # what a caption names; hflip=false when captions say left/right)
+    "caption": {"train": {"monitor": "cider_d", "monitor_mode": "max", "loss": "ce"},
+                "data": {"augment": "flip"}},
+    "iqa+caption": {"train": {"monitor": "mos_score", "monitor_mode": "max", "loss": "mse"},
+                    "data": {"augment": "flip"}},
 }  # fmt: skip
 TASK_LOSSES: dict[str, tuple[str, ...]] = {
     "classify": ("ce", "focal", "balanced_softmax", "logit_adjusted"),
     "iqa": ("mse", "l1", "smooth_l1", "plcc", "rank"),
+    "caption": ("ce",),  # token cross-entropy (label_smoothing= applies)
+    "iqa+caption": ("mse", "l1", "smooth_l1", "plcc", "rank"),  # the MOS head's; captions: ce
 }
 
 

@@ -81,3 +81,14 @@ def test_simple_tokenizer_drops_punctuation_like_ptb() -> None:
 def test_mismatched_images_are_refused() -> None:
     with pytest.raises(ValueError, match="differ in images"):
         score_captions({"1": ["a"]}, {"2": "a"}, java=False)
+
+
+def test_constant_caption_floor_picks_the_best_single_caption():
+    from viewfinder.metrics.captions import constant_caption_floor
+
+    references = {"1": ["a dark noisy photo"], "2": ["a dark noisy room"], "3": ["a bright sky"]}
+    candidates = ["a bright sky", "a dark noisy photo", "a dark noisy photo", "blurry"]
+    best, scores = constant_caption_floor(candidates, references, java=False)
+    assert best == "a dark noisy photo"  # fits two images of three
+    assert scores["distinct_captions"] == pytest.approx(1 / 3)
+    assert scores["bleu_1"] > 0

@@ -63,9 +63,12 @@ def file_key(path: str | Path) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def stored_size(image_size: int) -> int:
-    """Stored side: the training size plus a 1/7 margin for random crops (224 -> 256)."""
-    return -(-image_size * 8 // 7)
+def stored_size(image_size: int, *, crops: bool = True) -> int:
+    """Stored side: the training size plus a 1/7 margin for random crops (224 -> 256); without
+    crops (``augment=none|flip``) the training size itself: a second resize from the margin
+    copy would only blur what quality and defect labels depend on (noise, blocking, fine blur:
+    measured on the demo's quality images, docs/benchmarks.md)."""
+    return -(-image_size * 8 // 7) if crops else image_size
 
 
 @contextlib.contextmanager

@@ -76,7 +76,7 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
     return low, high
 
 
-def _comments(cell: str) -> list[str]:
+def comment_list(cell: str) -> list[str]:
     cell = cell.strip()
     if cell.startswith("["):
         try:
@@ -159,7 +159,7 @@ def read_quality_csv(
                 raise
             skipped.append((where, str(error).removeprefix(f"{where}: ")))
             continue
-        comments = _comments(row.get(cols.comments, "")) if cols.comments else []
+        comments = comment_list(row.get(cols.comments, "")) if cols.comments else []
         found.setdefault(ident, (number, path, mos, []))[3].extend(comments)
     records = [QualityRecord(i, p, m, tuple(c)) for i, (_, p, m, c) in found.items()]
     return records, skipped, cols

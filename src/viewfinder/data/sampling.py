@@ -20,6 +20,7 @@ import numbers
 import zlib
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -389,3 +390,15 @@ def build_sampler(
     by ``sample_weights``; "repeat_factor" is ``RepeatFactorSampler``.
     """
     return SAMPLERS.get(name)(labels, seed, beta, repeat_threshold)
+
+
+def holdout_split(
+    records: Sequence[Any], val_fraction: float, seed: int
+) -> tuple[list[Any], list[Any]]:
+    """A random ``val_fraction`` of the records held out (at least one). Every record is one
+    image, so no image is in both parts (quality, caption and question data split by image)."""
+    _validate_fraction(val_fraction)
+    order = np.random.default_rng(seed).permutation(len(records))
+    held = set(order[: max(1, round(len(records) * val_fraction))].tolist())
+    return ([r for i, r in enumerate(records) if i not in held],
+            [r for i, r in enumerate(records) if i in held])  # fmt: skip

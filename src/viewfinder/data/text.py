@@ -12,11 +12,13 @@ run folder (``vocab.json``), so evaluate/predict/serve decode exactly as trainin
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from viewfinder.errors import UserError
 
@@ -97,3 +99,85 @@ class Vocabulary:
         if not path.is_file():
             raise UserError(f"{path}: vocabulary missing (was the run trained with captions?)")
         return cls(json.loads(path.read_text())["tokens"])
+
+
+class TextBatches:
+    """A dataset of images (or cached features) whose batches also carry their texts.
+
+    Wraps an ``ImageDataset``/``FeatureDataset`` and returns whole collated batches (the
+    ``DataLoader`` calls ``__getitems__``) with:
+    - ``tokens``: (B, L) int64 ids, ``<pad>``-padded: in training one of an image's texts, drawn
+      per (seed, epoch, image) like augmentation; in evaluation its first text (the teacher-forced
+      validation loss);
+    - ``references``: every text of each image (lists of str; empty for unlabelled images).
+    """
+
+    def __init__(
+        self,
+        base: Any,
+        records: list[Any],
+        texts: list[tuple[str, ...]],
+        encode: Callable[[str], list[int]],
+        pad: int,
+        *,
+        max_length: int,
+        train: bool,
+        seed: int = 0,
+    ) -> None:
+        self.base, self.records, self.texts, self.max_length = base, records, texts, max_length
+        self.encode, self.pad, self.train, self.seed = encode, pad, train, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    @property
+    def needs_workers(self) -> bool:
+        return getattr(self.base, "needs_workers", True)
+
+    @property
+    def targets(self) -> Any:
+        """The base's targets (a MOS); else the texts when every image has one (scoreable)."""
+        base = getattr(self.base, "targets", None)
+        if base is not None:
+            return base
+        return self.texts if self.texts and all(self.texts) else None
+
+    @property
+    def epoch(self) -> int:
+        return self.base.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.base.epoch = value
+
+    def _text(self, index: int) -> str:
+        options = self.texts[index]
+        if not options:
+            return ""
+        if not self.train or len(options) == 1:
+            return options[0]
+        from viewfinder.data.dataset import sample_seed
+
+        pick = random.Random(sample_seed(self.seed, self.epoch, index)).randrange(len(options))
+        return options[pick]
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Any]:
+        import torch
+
+        from viewfinder.data.dataset import collate_skipping
+
+        getitems = getattr(self.base, "__getitems__", None)
+        batch = collate_skipping(getitems(indices) if getitems else [self.base[i] for i in indices])
+        if batch is None:  # every image skipped: an empty batch the task's collate drops
+            return {"index": torch.zeros(0, dtype=torch.int64)}
+        index = [int(i) for i in batch["index"]]
+        ids = [self.encode(self._text(i)) for i in index]
+        # widths in steps of 8: a few shapes only, so oneDNN's kernels for each are built once
+        width = min(-(-max(len(x) for x in ids) // 8) * 8, max(self.max_length, 8))
+        tokens = torch.full((len(ids), width), self.pad, dtype=torch.int64)
+        for row, seq in enumerate(ids):
+            tokens[row, : len(seq)] = torch.tensor(seq, dtype=torch.int64)
+        return {**batch, "tokens": tokens, "references": [list(self.texts[i]) for i in index]}
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])

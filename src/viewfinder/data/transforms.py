@@ -34,6 +34,7 @@ from torchvision.transforms import v2
 from viewfinder.data.images import resize_array
 
 PRESETS = ("none", "flip", "light", "medium", "strong")
+GRAY_WEIGHTS = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 # random-resized-crop area range per preset (None: the whole image, only flipped)
 _CROP_SCALE = {
     "none": None, "flip": None, "light": (0.6, 1.0), "medium": (0.6, 1.0), "strong": (0.35, 1.0)
@@ -48,6 +49,11 @@ AUGMENT_OPS: dict[str, tuple[str, ...]] = {
     "sharpness": ("Sharpness",), "posterize": ("Posterize",), "solarize": ("Solarize",),
     "autocontrast": ("AutoContrast",), "equalize": ("Equalize",),
 }  # fmt: skip
+
+
+def crops(preset: str) -> bool:
+    """Whether training with ``preset`` cuts random crops (so images are stored with a margin)."""
+    return _CROP_SCALE[preset] is not None
 
 
 def sample_transform(
@@ -145,8 +151,10 @@ class BatchTransform:
         preset: str = "light",
         hflip: bool = True,
         vflip: bool = False,
+        grayscale: bool = False,
     ) -> None:
         self.image_size = image_size
+        self.grayscale = grayscale
         self.scale = _CROP_SCALE[preset] if train else None
         self.hflip = train and preset != "none" and hflip
         self.vflip = train and preset != "none" and vflip
@@ -182,7 +190,11 @@ class BatchTransform:
         return x.mul_(scale).sub_(shift)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return self.normalize(self.geometry(images))
+        x = self.geometry(images)
+        if self.grayscale:  # ITU-R 601 luma in all three channels (``data.grayscale``)
+            luma = x.mul(GRAY_WEIGHTS.to(x.device)).sum(dim=1, keepdim=True)
+            x = luma.expand_as(x).contiguous()
+        return self.normalize(x)
 
 
 def mix_transform(mixup: float, cutmix: float, num_classes: int) -> Callable[..., Any]:

@@ -24,6 +24,7 @@ TRAILING = [
     ("epochs_completed", "epochs"),
     ("parameters_m", "params (M)"),
     ("time_per_epoch", "s/epoch"),
+    ("total_time", "total s"),
     ("images_per_second", "img/s"),
 ]
 
@@ -114,6 +115,7 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> Comparison:
             "epochs_completed": s.get("epochs_completed"),
             "parameters_m": round(s["parameters"] / 1e6, 2) if s.get("parameters") else None,
             "time_per_epoch": s.get("time_per_epoch"),
+            "total_time": s.get("total_time"),
             "images_per_second": s.get("images_per_second"),
             "_monitor": s.get("best_value"), "_mode": s.get("monitor_mode", "max"),
         })  # fmt: skip

@@ -7,6 +7,8 @@ only the head is trained, on the cached features: epochs cost milliseconds inste
 The split keeps ``model(x) == head(features(x))`` in eval mode:
 - ``NAME+attn`` (``ImageClassifier``): features = the backbone's feature map, head = the attention
   head;
+- ``NAME+mlp`` and ``A&B`` (``PooledClassifier``): features = the backbone's pooled features (for
+  ``A&B`` every backbone's, concatenated), head = the MLP or linear head;
 - a timm model: features = ``forward_head(forward_features(x), pre_logits=True)`` (pooled, after
   timm's own pre-logits layers such as MobileNetV3's ``conv_head``), head = ``get_classifier()``;
 - ``cnn``: the same contract (``PlainCNN`` implements it).
@@ -20,13 +22,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from viewfinder.models.heads import ImageClassifier
+from viewfinder.models.heads import ImageClassifier, PooledClassifier
 
 
 def frozen_parts(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Module]:
     """``(features, head)`` of ``model`` such that ``model(x) == head(features(x))``."""
     if isinstance(model, ImageClassifier):
         return model.backbone.forward_features, model.head
+    if isinstance(model, PooledClassifier):
+        return model.backbone, model.head
 
     def features(x: torch.Tensor) -> torch.Tensor:
         return model.forward_head(model.forward_features(x), pre_logits=True)

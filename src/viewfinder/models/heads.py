@@ -1,4 +1,5 @@
-"""Heads that sit on a backbone's feature map: the attention head of ``NAME+attn`` models.
+"""Heads that sit on a backbone: the attention head of ``NAME+attn`` models (over the feature
+map), the MLP head of ``NAME+mlp`` models (over the pooled features).
 
 The linear head is the backbone's own (timm's ``num_classes=N`` classifier, or the ``cnn``'s), so
 plain models stay plain timm models whose checkpoints load anywhere.
@@ -61,3 +62,36 @@ class ImageClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.forward_features(x))
+
+
+class MLPHead(nn.Module):
+    """Pooled features -> one hidden layer (GELU, dropout) -> outputs: the "frozen features + MLP
+    head" baseline, a non-linear read-out that still trains in milliseconds per epoch on cached
+    features. The last layer is ``fc``, like the attention head's (post-hoc re-balancing and
+    ``zero_head`` find it)."""
+
+    def __init__(
+        self, in_features: int, num_classes: int, *, hidden: int = 512, drop_rate: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(in_features, hidden)
+        self.act = nn.GELU()
+        self.drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(self.act(self.hidden(features))))
+
+
+class PooledClassifier(nn.Module):
+    """A backbone whose ``forward`` gives pooled features (B, D), followed by a head (``NAME+mlp``,
+    concatenated backbones ``A&B``). ``backbone`` keeps timm's pre-logits layers (e.g.
+    MobileNetV3's ``conv_head``): it is the timm model with its classifier removed."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))

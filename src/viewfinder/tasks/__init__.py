@@ -10,6 +10,8 @@ from viewfinder.registry import Registry
 TASKS: Registry[str] = Registry("task")
 TASKS.register("classify")("viewfinder.tasks.classify:ClassifyTask")
 TASKS.register("iqa")("viewfinder.tasks.iqa:QualityTask")
+TASKS.register("caption")("viewfinder.tasks.caption:CaptionTask")
+TASKS.register("iqa+caption")("viewfinder.tasks.quality_caption:QualityCaptionTask")
 
 
 def get_task_class(name: str) -> type:

@@ -89,6 +89,15 @@ class Task(ABC):
         """
         return model
 
+    def fit_closed_form(
+        self, model: nn.Module, train_set: Dataset, val_set: Dataset
+    ) -> dict[str, float] | None:
+        """Fit ``model`` (the ``training_model``) without gradient steps when the recipe has a
+        closed form (``iqa``'s ``NAME+ridge`` on cached features). Returns the epoch record's
+        ``train_loss``, ``epoch_time`` and ``images_per_second`` (the trainer validates and
+        saves it as the run's one epoch), or None to train by gradient descent (default)."""
+        return None
+
     def example_batch(self, batch_size: int) -> dict[str, Any]:
         """A synthetic batch ``step`` accepts, at the run's image size: the numerics probe times
         the run's own model on it (``training/precision.py``). Tasks with other inputs override."""

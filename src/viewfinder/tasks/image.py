@@ -20,10 +20,10 @@ from torch.utils.data import Dataset
 from viewfinder.data.cache import stored_size
 from viewfinder.data.dataset import build_image_dataset, collate_skipping
 from viewfinder.data.images import scan_images
-from viewfinder.data.transforms import BatchTransform, sample_transform
+from viewfinder.data.transforms import BatchTransform, crops, sample_transform
 from viewfinder.errors import UserError
 from viewfinder.models.backbones import data_config
-from viewfinder.models.classifier import backbone_of
+from viewfinder.models.classifier import backbone_of, parse_model_name
 from viewfinder.models.frozen import FeatureClassifier, freeze_backbone, reset_head
 from viewfinder.tasks.base import Task
 from viewfinder.training.features import FeatureDataset, cached_features
@@ -67,7 +67,7 @@ class ImageTask(Task):
         frozen = self._frozen is not None and data is None
         dataset, report = build_image_dataset(
             records,
-            stored_size(self.cfg.image_size),
+            stored_size(self.cfg.image_size, crops=crops(d.augment)),
             self.cache_settings(),
             targets=self._targets(records),
             seed=self.cfg.train.seed,
@@ -90,8 +90,9 @@ class ImageTask(Task):
         features, hit = cached_features(
             model, images, self._transform(train=False), numerics, device,
             flip=self.cfg.model.feature_flip, cache_root=self.cache_settings().folder,
-            spec={"model": self.cfg.model.name, "image_size": self.cfg.image_size,
-                  "norm": self._norm, "precision": numerics.precision},
+            spec={"model": self._feature_name(), "image_size": self.cfg.image_size,
+                  "norm": self._norm, "precision": numerics.precision,
+                  "grayscale": self.cfg.data.grayscale},
         )  # fmt: skip
         report.features = "cached" if hit else f"extracted {features.shape}"
         report.seconds += time.perf_counter() - start
@@ -99,6 +100,13 @@ class ImageTask(Task):
             features, images.targets, train=train, seed=self.cfg.train.seed,
             missing_target=self.missing_target,
         )  # fmt: skip
+
+    def _feature_name(self) -> str:
+        """What the cached features are, whatever the head on them: the backbone(s), and
+        ``+attn`` (feature maps) or pooled (every other head). ``NAME``, ``NAME+mlp`` and
+        ``NAME+ridge`` share one extraction."""
+        spec = parse_model_name(self.cfg.model.name)
+        return spec.backbone + ("+attn" if spec.head == "attn" else ":pooled")
 
     def training_model(self, model: nn.Module, numerics: Any, device: torch.device) -> nn.Module:
         if not self.cfg.model.freeze_backbone:
@@ -113,7 +121,7 @@ class ImageTask(Task):
             d = self.cfg.data
             self._batch_transforms[train] = BatchTransform(
                 self.cfg.image_size, *self._norm, train=train, preset=d.augment,
-                hflip=d.hflip, vflip=d.vflip,
+                hflip=d.hflip, vflip=d.vflip, grayscale=d.grayscale,
             )  # fmt: skip
         return self._batch_transforms[train]
 

@@ -10,14 +10,18 @@ always MSE on the standardised scale, so it compares across loss recipes.
 
 Augmentation that changes quality corrupts the label, so the preset is ``augment=flip`` (no crops,
 which rescale, and no colour, blur or JPEG ops); ``freeze_backbone=true`` trains the head on
-cached frozen features. Run-folder state: ``quality.json`` (id column, MOS range, mean, std) and
-``split.csv``. Submission: ``img_name,mos``.
+cached frozen features: a linear head (``NAME``), an MLP (``NAME+mlp``), attention over the grid
+(``NAME+attn``), or the linear head fitted in closed form by ridge regression, no epochs
+(``NAME+ridge``, ``fit_closed_form``); ``A&B`` concatenates several frozen backbones' features.
+Run-folder state: ``quality.json`` (id column, MOS range, mean, std), ``split.csv`` and, for
+``+ridge``, ``ridge.json`` (the chosen alpha). Submission: ``img_name,mos``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +46,8 @@ from viewfinder.metrics.quality import (
     error_by_range,
     plot_quality,
 )
-from viewfinder.models.classifier import build_classifier
+from viewfinder.models.classifier import build_classifier, parse_model_name
+from viewfinder.models.frozen import frozen_parts
 from viewfinder.tasks.image import ImageTask
 from viewfinder.training.quality_losses import QualityLoss
 
@@ -146,21 +151,62 @@ class QualityTask(ImageTask):
         model, note = build_classifier(self.cfg.model, 1, regression=True)
         return model, self.prepare_image_model(model, note)
 
+    def fit_closed_form(
+        self, model: nn.Module, train_set: Any, val_set: Any
+    ) -> dict[str, float] | None:
+        """``NAME+ridge``: the linear head by ridge regression on the cached features, alpha by
+        validation MSE (``models/ridge.py``); ``ridge.json`` keeps the alpha table. Flip views
+        are averaged, as ``FeatureClassifier`` averages a linear head's outputs over them."""
+        if parse_model_name(self.cfg.model.name).head != "ridge":
+            return None
+        from viewfinder.models.ridge import fit_ridge, write_linear
+
+        start = time.perf_counter()
+        (x, y), (val_x, val_y) = self._ridge_rows(train_set), self._ridge_rows(val_set)
+        alpha = self.cfg.model.ridge_alpha
+        fit = fit_ridge(x, y, val_x, val_y, alphas=None if alpha is None else [alpha])
+        write_linear(frozen_parts(getattr(model, "model", model))[1], fit)
+        seconds = time.perf_counter() - start
+        state = {"alpha": fit.alpha, "train_mse": fit.train_mse, "val_mse": fit.val_mse,
+                 "features": x.shape[1], "fit_seconds": seconds, "grid": fit.table}  # fmt: skip
+        (self.run_dir / "ridge.json").write_text(json.dumps(state, indent=2))
+        speed = len(x) / max(seconds, 1e-9)
+        return {"train_loss": fit.train_mse, "epoch_time": seconds,
+                "images_per_second": speed, "ridge_alpha": fit.alpha}  # fmt: skip
+
+    def _ridge_rows(self, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(features averaged over views, standardised MOS) of the labelled rows of a split."""
+        features = getattr(dataset, "features", None)
+        if features is None:
+            raise UserError("+ridge fits on cached frozen features: add freeze_backbone=true")
+        targets = np.asarray(dataset.targets, dtype=np.float64)
+        known = np.isfinite(targets)
+        rows = features.reshape(len(features), features.shape[1], -1).mean(axis=1)
+        return rows[known], (targets[known] - self.mean) / self.std
+
     def example_batch(self, batch_size: int) -> dict[str, Any]:
         size = self.cfg.image_size
         return {"image": torch.randn(batch_size, 3, size, size), "target": torch.rand(batch_size)}
 
     def step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Outputs are MOS (clamped to the range); the loss is on the standardised scale."""
-        raw = model(batch["features"] if "features" in batch else batch["image"]).float()
-        raw = raw.reshape(raw.shape[0], -1).mean(dim=1)  # (B,); frozen flip views averaged
-        mos = (raw * self.std + self.mean).clamp(*self.mos_range)
-        target = batch["target"].float()
-        if not bool(torch.isfinite(target).all()):
-            return {"loss": raw.new_zeros(()), "outputs": mos}
-        standard = (target - self.mean) / self.std
-        loss = self.loss_fn(raw, standard) if model.training else F.mse_loss(raw, standard)
+        raw = model(batch["features"] if "features" in batch else batch["image"])
+        loss, mos = self.mos_loss(raw, batch["target"], training=model.training)
         return {"loss": loss, "outputs": mos}
+
+    def mos_loss(
+        self, raw: torch.Tensor, target: torch.Tensor, *, training: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss over the images that have a MOS, MOS clamped to the range) from the head's raw
+        standardised outputs; frozen flip views are averaged. Validation loss is always MSE."""
+        raw = raw.float().reshape(raw.shape[0], -1).mean(dim=1)  # (B,)
+        mos = (raw * self.std + self.mean).clamp(*self.mos_range)
+        known = torch.isfinite(target)
+        if not bool(known.any()):
+            return raw.sum() * 0.0, mos
+        standard = (target[known].float() - self.mean) / self.std
+        loss_fn = self.loss_fn if training else F.mse_loss
+        return loss_fn(raw[known], standard), mos
 
     def combine_views(
         self, outputs: list[torch.Tensor], batch: dict[str, Any]

@@ -2,7 +2,9 @@
 
 The key covers everything the features depend on: the backbone's weights (a hash of its tensors,
 so a fine-tuned or re-seeded backbone never reuses stale features), the image files (path, size,
-mtime), the input size and normalisation, and the views (original, horizontal flip).
+mtime), the input size and normalisation, and the views (original, horizontal flip). Not the
+head: ``NAME``, ``NAME+mlp`` and ``NAME+ridge`` on the same backbone share one extraction (tensor
+names are hashed without the ``backbone.`` prefix the wrapped models add).
 """
 
 from __future__ import annotations
@@ -25,16 +27,20 @@ from viewfinder.training.precision import Numerics, autocast
 VIEWS = {False: ("original",), True: ("original", "hflip")}
 
 
-def weights_digest(module: torch.nn.Module) -> str:
+def weights_digest(module: torch.nn.Module, skip: torch.nn.Module | None = None) -> str:
+    """A hash of ``module``'s tensors, leaving out those of ``skip`` (the head)."""
+    skipped = {id(t) for t in skip.state_dict(keep_vars=True).values()} if skip else set()
     digest = hashlib.sha1()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
+    for name, tensor in sorted(module.state_dict(keep_vars=True).items()):
+        if id(tensor) in skipped:
+            continue
+        digest.update(name.removeprefix("backbone.").encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 
 def feature_key(model: torch.nn.Module, paths: Sequence[Path], spec: dict[str, Any]) -> str:
-    digest = hashlib.sha1(weights_digest(model).encode())
+    digest = hashlib.sha1(weights_digest(model, skip=frozen_parts(model)[1]).encode())
     digest.update(json.dumps(spec, sort_keys=True).encode())
     for path in paths:
         digest.update(file_key(path).encode())

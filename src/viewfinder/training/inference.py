@@ -178,7 +178,7 @@ def run_inference(
     loss_sum, count, out_rows = 0.0, 0, []
     for batch, out in session.batches():
         if session.labelled:
-            n = out["outputs"].shape[0]
+            n = len(batch["index"])
             loss_sum, count = loss_sum + float(out["loss"]) * n, count + n
             metrics.update(out["outputs"], batch)
         if rows:

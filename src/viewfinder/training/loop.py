@@ -109,7 +109,7 @@ def evaluate(model, loader, task: Task, accelerator, numerics: Numerics) -> tupl
         batch = prepare_batch(task.transform_batch(batch, train=False), numerics.channels_last)
         with autocast(accelerator.device, numerics):
             out = task.step(model, batch)
-        n = out["outputs"].shape[0]
+        n = len(batch["index"])  # outputs may be a dict (multitask): count the batch's images
         loss_sum += out["loss"].detach().float() * n
         count += n
         metrics.update(out["outputs"], batch)
@@ -204,7 +204,7 @@ class Trainer:
             self.progress = ckpt.load_train_state(
                 self.run_dir / "last.state.safetensors", self.optimizer, self.scheduler
             )
-        self.val_images = len(val_set)
+        self.val_images, self.val_set = len(val_set), val_set
 
     def _numerics(self, model: torch.nn.Module, state: Any) -> Numerics:
         """Precision and memory format (probed on CPU); the main process decides for all."""
@@ -331,11 +331,11 @@ class Trainer:
                 "lower batch_size or num_workers, or raise the budget (resume with --resume)"
             )
 
-    def end_epoch(self, epoch: int, train_stats: dict[str, float]) -> bool:
-        """Validate (every ``eval_every`` epochs), log, checkpoint; True when early stopping
-        says stop."""
+    def end_epoch(self, epoch: int, train_stats: dict[str, float], *, final: bool = False) -> bool:
+        """Validate (every ``eval_every`` epochs, and a ``final`` one), log, checkpoint; True when
+        early stopping says stop."""
         record: dict[str, Any] = {"epoch": epoch + 1, **train_stats}
-        current = self.validate(record) if self.validates(epoch) else None
+        current = self.validate(record) if final or self.validates(epoch) else None
         record["learning_rate"] = self.optimizer.param_groups[0]["lr"]
         self.check_memory()
         record["peak_rss_mb"] = round(self.peak_rss_mb, 1)
@@ -378,6 +378,16 @@ class Trainer:
         else:
             self.progress["bad_epochs"] += 1
 
+    def closed_form(self, epoch: int) -> bool:
+        """The task's fit without gradient steps (``Task.fit_closed_form``), when it has one: the
+        whole training, validated and saved as one epoch."""
+        model = self.accelerator.unwrap_model(self.model)
+        stats = self.task.fit_closed_form(model, self.train_set, self.val_set)
+        if stats is None:
+            return False
+        self.end_epoch(epoch, stats, final=True)
+        return True
+
     def fit(self) -> str:
         """Run the remaining epochs; returns the final status."""
         self._emit("on_train_start", self.info())
@@ -386,6 +396,9 @@ class Trainer:
         with sigterm_as_interrupt():
             try:
                 for epoch in range(self.progress["epoch"], self.cfg.train.epochs):
+                    if self.closed_form(epoch):
+                        self.status = "completed"
+                        break
                     stats = self.train_one_epoch(epoch)
                     if self.end_epoch(epoch, stats):
                         self.status = "early_stopped"

@@ -631,3 +631,7 @@ def test_cli_cache_info_and_clear(tmp_path: Path) -> None:
     wrong = runner.invoke(app, ["cache", "clear", "pixels", "--dir", str(root)])
     assert isinstance(wrong.exception, UserError) and "pixels" in str(wrong.exception)
     assert (root / "features").is_dir()
+
+
+def test_stored_size_has_no_margin_without_crops() -> None:
+    assert stored_size(64, crops=False) == 64  # flips only: no second, blurring resize

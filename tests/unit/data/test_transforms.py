@@ -271,3 +271,13 @@ def test_augment_exclude_config_is_validated() -> None:
     assert cfg.data.augment_exclude == "rotate+color"
     with pytest.raises(UserError, match="unknown op 'spin'"):
         build_config("classify", overrides={"augment_exclude": "spin"})
+
+
+def test_grayscale_gives_three_equal_luma_channels():
+    from viewfinder.data.transforms import BatchTransform
+
+    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    gray = BatchTransform(8, (0.0,) * 3, (1.0,) * 3, train=False, grayscale=True)(images)
+    assert torch.allclose(gray[:, 0], gray[:, 1]) and torch.allclose(gray[:, 1], gray[:, 2])
+    luma = (images.float() * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1) / 255
+    assert torch.allclose(gray[:, 0], luma, atol=1e-5)

@@ -23,6 +23,7 @@ CSV_COLUMNS = [
     "epochs_completed",
     "parameters_m",
     "time_per_epoch",
+    "total_time",
     "images_per_second",
 ]
 
@@ -96,7 +97,7 @@ def test_markdown_has_header_rule_and_one_line_per_run(runs: list[Path]) -> None
     assert header.startswith(
         "| run | model | accuracy | macro f1 | train loss | fit | learning rate | batch |"
     )
-    assert header.endswith("| s/epoch | img/s |")
+    assert header.endswith("| s/epoch | total s | img/s |")
     assert rule == "|" + "|".join(["---"] * len(CSV_COLUMNS)) + "|"
     assert body[0].startswith("| resnet18 | resnet18 | 0.8300 | 0.5000 | - | - | 1e-03 | 4 | 2 |")
     assert all(line.count("|") == len(CSV_COLUMNS) + 1 for line in lines)
