@@ -81,4 +81,4 @@ def test_unknown_task() -> None:
     message = str(info.value)
     assert "unknown task 'clasify'" in message
     assert "did you mean 'classify'" in message
-    assert "choose from: classify" in message
+    assert "choose from: caption, classify, iqa, iqa+caption" in message
