@@ -215,12 +215,12 @@ def constant_caption_floor(
     references: Mapping[str, Sequence[str]],
     *,
     java: bool | None = None,
-    most: int = 100,
+    most: int | None = None,
 ) -> tuple[str, dict[str, float | None]]:
     """The floor a captioner must beat: the single training caption that, given to every image,
-    scores best. The ``most`` most frequent candidates are ranked by a Java-free proxy (the
-    caption score without METEOR), then the winner is scored exactly; returns (caption, scores).
-    """
+    scores best. Candidates (every distinct one, or the ``most`` most frequent: only useful when
+    captions repeat, as templated ones do) are ranked by a Java-free proxy (the caption score
+    without METEOR), then the winner is scored exactly; returns (caption, scores)."""
     from collections import Counter
 
     ranked = [c for c, _ in Counter(c.strip() for c in candidates if c.strip()).most_common(most)]

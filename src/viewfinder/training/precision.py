@@ -113,13 +113,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def probe_key(cfg: RunConfig, channels_last: bool) -> str:
-    """What the measured ratio depends on: machine, library, threads, model, input and mode."""
+def probe_key(cfg: RunConfig, channels_last: bool, parameters: int | None = None) -> str:
+    """What the measured ratio depends on: machine, library, threads, model, input and mode.
+
+    ``parameters`` (the whole network's count) tells apart networks one model name builds for
+    different tasks or heads (a classifier, a captioner with an LSTM or a transformer decoder)."""
     mode = "features" if cfg.model.freeze_backbone else "train"
     layout = "channels_last" if channels_last else "contiguous"
+    size = f" | {parameters} params" if parameters is not None else ""
     return (
         f"{cpu_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
-        f"{cfg.model.name} | {cfg.image_size} px | batch {cfg.train.batch_size} | {mode} | {layout}"
+        f"{cfg.model.name}{size} | {cfg.image_size} px | batch {cfg.train.batch_size} | {mode} | "
+        f"{layout}"
     )
 
 
@@ -194,7 +199,7 @@ def select_numerics(
     if cuda or not probing or not cpu_supports_bf16():
         return rule  # on CUDA bf16/fp16 always wins; without native bf16, emulated bf16 loses
     path = task.cache_settings().folder / PROBE_FILE
-    key = probe_key(cfg, rule.channels_last)
+    key = probe_key(cfg, rule.channels_last, sum(p.numel() for p in model.parameters()))
     figures, source = read_probes(path).get(key), "cached"
     if figures is None:
         if not measure:

@@ -110,3 +110,12 @@ def test_measuring_leaves_the_model_and_the_rng_alone(tmp_path: Path) -> None:
     assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm statistics too
     assert torch.equal(rng, torch.get_rng_state())
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_probe_key_tells_apart_networks_of_one_model_name():
+    from viewfinder.config import build_config
+    from viewfinder.training.precision import probe_key
+
+    cfg = build_config("caption", overrides={"model": "cnn"})
+    lstm, transformer = probe_key(cfg, True, 1_000), probe_key(cfg, True, 2_000)
+    assert lstm != transformer and "1000 params" in lstm
