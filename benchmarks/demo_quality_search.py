@@ -11,7 +11,7 @@ Prints a JSON line per run and a Markdown table (recipe, seed, val SRCC, test SR
 fastest epoch s (training + validation: what an idle CPU takes per epoch; the mean
 s/epoch grows with whatever else the machine runs), total s: wall time of training plus the test
 evaluation); results in ``OUT/results.jsonl``.
-Results: docs/demo_quality_search.md.
+Results: docs/benchmarks.md ("Demo image-quality model: recipe search").
 """
 
 from __future__ import annotations
