@@ -113,6 +113,17 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_busy() -> bool:
+    """Whether other work kept the cores busy (1-minute load above the core count): timings
+    taken then say more about the other work than about this model, so they are used once and
+    not cached (the next run probes again)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return False
+    return load > (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
 def probe_key(cfg: RunConfig, channels_last: bool, parameters: int | None = None) -> str:
     """What the measured ratio depends on: machine, library, threads, model, input and mode.
 
@@ -206,8 +217,11 @@ def select_numerics(
             return rule
         start = time.perf_counter()
         figures = measure_numerics(model, task, cfg, rule.channels_last, ("fp32", "bf16"))
-        _write_probe(path, key, figures)
         source = f"measured in {time.perf_counter() - start:.1f} s"
+        if cpu_busy():
+            source += ", not cached: the CPU was busy"
+        else:
+            _write_probe(path, key, figures)
     best = pick_precision(figures)
     shown = ", ".join(f"{p} {v:.1f}" for p, v in sorted(figures.items(), key=lambda kv: -kv[1]))
     return Numerics(best, rule.channels_last, f"probe {source}: {shown} img/s")

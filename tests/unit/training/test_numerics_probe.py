@@ -35,6 +35,7 @@ def fake_probe(monkeypatch: pytest.MonkeyPatch) -> dict:
 
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: True)
     monkeypatch.setattr(precision, "measure_numerics", measure)
+    monkeypatch.setattr(precision, "cpu_busy", lambda: False)  # whatever else the machine runs
     return state
 
 
@@ -119,3 +120,22 @@ def test_probe_key_tells_apart_networks_of_one_model_name():
     cfg = build_config("caption", overrides={"model": "cnn"})
     lstm, transformer = probe_key(cfg, True, 1_000), probe_key(cfg, True, 2_000)
     assert lstm != transformer and "1000 params" in lstm
+
+
+def test_a_probe_measured_on_a_busy_cpu_is_used_but_not_cached(
+    tmp_path: Path, fake_probe: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(precision, "cpu_busy", lambda: True)
+    task, model = _task(tmp_path)
+    first = select_numerics(model, task, task.cfg, cuda=False)
+    assert first.precision == "bf16" and "not cached: the CPU was busy" in first.reason
+    assert not (tmp_path / PROBE_FILE).exists()
+    select_numerics(model, task, task.cfg, cuda=False)
+    assert fake_probe["calls"] == 2  # probed again
+
+
+def test_cpu_busy_reads_the_load_average(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision.os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    assert precision.cpu_busy()
+    monkeypatch.setattr(precision.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert not precision.cpu_busy()
