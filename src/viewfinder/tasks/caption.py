@@ -187,7 +187,38 @@ class CaptionText:
         return metrics.compute()
 
 
-class CaptionTask(ImageTask):
+class CaptionedImages:
+    """What a task with a caption head adds to an image task (``caption``, ``iqa+caption``):
+    text batches, frozen grid features read by the captioner itself, and the captioner built
+    with the run's vocabulary. Mixed in before the image task (``class T(CaptionedImages,
+    ImageTask)``); the task sets ``self.text``, a ``CaptionText``."""
+
+    text: CaptionText
+    with_mos: bool = False  # a MOS head beside the caption head (iqa+caption)
+
+    def dataset(self, split: str, *, train: bool, data: str | None = None) -> Dataset:
+        base = super().dataset(split, train=train, data=data)
+        return self.text.wrap(base, self.records_seen, train=train)
+
+    def collate(self, items: Any) -> dict[str, Any] | None:
+        return collate_skipping(items)
+
+    def training_model(self, model: nn.Module, numerics: Any, device: torch.device) -> nn.Module:
+        return self.text.training_model(self, model, numerics, device)
+
+    def _feature_name(self) -> str:
+        return self.text.feature_name()
+
+    def build_model(self) -> tuple[nn.Module, str]:
+        from viewfinder.models.text import build_captioner
+
+        text, cfg = self.text, self.cfg
+        model, note = build_captioner(cfg.model, len(text.vocab), cfg.text.max_length,
+                                      with_mos=self.with_mos)  # fmt: skip
+        return model, self.prepare_image_model(model, note)
+
+
+class CaptionTask(CaptionedImages, ImageTask):
     name = "caption"
     record_fields = ("id", "path", "captions")
     metric_names = METRIC_NAMES
@@ -262,27 +293,7 @@ class CaptionTask(ImageTask):
     def _targets(self, records: list[QualityRecord]) -> None:
         return None
 
-    def dataset(self, split: str, *, train: bool, data: str | None = None) -> Dataset:
-        base = super().dataset(split, train=train, data=data)
-        return self.text.wrap(base, self.records_seen, train=train)
-
-    def collate(self, items: Any) -> dict[str, Any] | None:
-        return collate_skipping(items)
-
-    def training_model(self, model: nn.Module, numerics: Any, device: torch.device) -> nn.Module:
-        return self.text.training_model(self, model, numerics, device)
-
-    def _feature_name(self) -> str:
-        return self.text.feature_name()
-
     # --- model ----------------------------------------------------------------------------------
-    def build_model(self) -> tuple[nn.Module, str]:
-        from viewfinder.models.text import build_captioner
-
-        model, note = build_captioner(self.cfg.model, len(self.text.vocab),
-                                      self.cfg.text.max_length)  # fmt: skip
-        return model, self.prepare_image_model(model, note)
-
     def example_batch(self, batch_size: int) -> dict[str, Any]:
         size = self.cfg.image_size
         return {"image": torch.randn(batch_size, 3, size, size),

@@ -17,13 +17,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from viewfinder.data.dataset import collate_skipping
 from viewfinder.metrics.captions import METRIC_NAMES as CAPTION_METRICS
 from viewfinder.metrics.quality import METRIC_NAMES as QUALITY_METRICS
 from viewfinder.metrics.quality import QualityMetrics
-from viewfinder.tasks.caption import CaptionText
+from viewfinder.tasks.caption import CaptionedImages, CaptionText
 from viewfinder.tasks.iqa import QualityTask
 
 
@@ -45,10 +43,11 @@ class QualityCaptionMetrics:
         return {**self.quality.compute(), **self.caption.compute()}
 
 
-class QualityCaptionTask(QualityTask):
+class QualityCaptionTask(CaptionedImages, QualityTask):
     name = "iqa+caption"
     record_fields = ("img_name", "path", "mos", "comments")
     metric_names = QUALITY_METRICS + CAPTION_METRICS
+    with_mos = True
 
     def __init__(self, cfg, run_dir) -> None:
         super().__init__(cfg, run_dir)
@@ -64,27 +63,7 @@ class QualityCaptionTask(QualityTask):
         super().load()
         self.text.load()
 
-    def dataset(self, split: str, *, train: bool, data: str | None = None) -> Dataset:
-        base = super().dataset(split, train=train, data=data)
-        return self.text.wrap(base, self.records_seen, train=train)
-
-    def collate(self, items: Any) -> dict[str, Any] | None:
-        return collate_skipping(items)
-
-    def training_model(self, model: nn.Module, numerics: Any, device: torch.device) -> nn.Module:
-        return self.text.training_model(self, model, numerics, device)
-
-    def _feature_name(self) -> str:
-        return self.text.feature_name()
-
     # --- model ----------------------------------------------------------------------------------
-    def build_model(self) -> tuple[nn.Module, str]:
-        from viewfinder.models.text import build_captioner
-
-        model, note = build_captioner(self.cfg.model, len(self.text.vocab),
-                                      self.cfg.text.max_length, with_mos=True)  # fmt: skip
-        return model, self.prepare_image_model(model, note)
-
     def example_batch(self, batch_size: int) -> dict[str, Any]:
         return {**super().example_batch(batch_size), **self.text.example_tokens(batch_size)}
 
