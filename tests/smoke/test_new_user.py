@@ -114,3 +114,11 @@ def test_demo_table_explains_every_weak_model(tmp_path, capsys):
     assert "test MOS score" in flat and "the best single caption's" in flat
     header = (tmp_path / "demo" / "quality_submission.csv").read_text().splitlines()[0]
     assert header == "img_name,mos,comments"
+
+
+def test_every_fit_verdict_is_explained():
+    from viewfinder.demo import explain_fit
+
+    assert "memorise" in explain_fit("overfits (1.6x val/train loss); still improving")
+    assert "near chance" in explain_fit("underfits; still improving")
+    assert explain_fit("ok; still improving") is None and explain_fit("") is None
