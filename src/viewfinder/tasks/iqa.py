@@ -39,6 +39,7 @@ from viewfinder.data.quality import (
     read_quality_split,
     write_quality_split,
 )
+from viewfinder.data.sampling import holdout_split
 from viewfinder.errors import UserError
 from viewfinder.metrics.quality import (
     METRIC_NAMES,
@@ -110,11 +111,7 @@ class QualityTask(ImageTask):
             raise UserError("folds= is for classify for now; iqa uses one train/val split")
         if val:
             return train, val
-        order = np.random.default_rng(self.cfg.train.seed).permutation(len(train))
-        count = max(1, round(len(train) * self.cfg.data.val_fraction))
-        held = set(order[:count].tolist())
-        return ([r for i, r in enumerate(train) if i not in held],
-                [r for i, r in enumerate(train) if i in held])  # fmt: skip
+        return holdout_split(train, self.cfg.data.val_fraction, self.cfg.train.seed)
 
     def load(self) -> None:
         path = self.run_dir / "quality.json"
