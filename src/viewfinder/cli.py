@@ -250,10 +250,56 @@ def demo(
     epochs: int = typer.Option(None, "--epochs", help="Override the demo's epochs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """The main job: make the demo data, compare cnn / resnet18 / resnet18+attn, print the table."""
+    """The main job on built-in data: compare cnn / resnet18 / resnet18+attn, then quality +
+    captions, then questions; tables, scores and submissions."""
     from viewfinder.demo import run_demo
 
     run_demo(directory, epochs=epochs, progress=not quiet)
+
+
+@app.command("inspect")
+def inspect_command(
+    data: Path = typer.Argument(..., help="Data folder, or a CSV / JSONL / JSON file."),
+    settings: list[str] = typer.Argument(
+        None,
+        help="images=DIR and task=T may also be given as train takes them.",
+        metavar="[KEY=VALUE]...",
+    ),
+    task: str = typer.Option(
+        None, "--task", "-t", help="classify, iqa, caption, iqa+caption or vqa (default: guessed)."
+    ),
+    images: Path = typer.Option(
+        None, "--images", help="Folder of the images rows name by id (caption, vqa)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the JSON summary (for scripts) instead of tables."
+    ),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Folder for plots, inspect.md/.json (default: ./inspect-NAME)."
+    ),
+    sample: int = typer.Option(
+        2000, "--sample", help="Images whose headers are read for sizes (seeded; 0 = all)."
+    ),
+) -> None:
+    """Look at the data before training: sizes, duplicates, unreadable files, classes, MOS,
+    captions, questions and answers; plots and inspect.md in one folder."""
+    import json
+
+    from viewfinder.data.inspect import default_out_dir, inspect_data
+    from viewfinder.data.inspect_report import print_summary, write_inspection
+    from viewfinder.errors import UserError
+
+    for item in settings or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("images", "task"):
+            raise UserError(f"inspect takes images=DIR and task=T, not {item!r}")
+        images, task = (Path(value), task) if key == "images" else (images, value)
+    found = inspect_data(data, task=task, images=str(images) if images else None, sample=sample)
+    summary = write_inspection(found, out or default_out_dir(data))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary, _console())
 
 
 @app.command()

@@ -64,6 +64,12 @@ class DataConfig(_Section):
     # default: the CSV's folder, its images/ folder, then ../images
     images: str | None = None
     grayscale: bool = False  # feed grayscale images (3 equal channels): the study's variant
+    # vqa: column names (detected: question; answer/answers) and which questions to train on
+    question_column: str | None = None
+    answer_column: str | None = None
+    answer_type: Literal["yes/no", "number", "other"] | None = None  # of the most common answer
+    question_type: str | None = None  # questions starting with these words ("what color")
+    max_questions: int | None = Field(None, ge=1)  # the first N (after the filters)
 
     @field_validator("augment_exclude")
     @classmethod
@@ -117,6 +123,13 @@ class ModelConfig(_Section):
     decoder_layers: int = Field(1, ge=1)
     decoder_heads: int = Field(4, ge=1)
     decoder_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+    # vqa: classifier (top-K answers; question_encoder + fusion) | generative (decoder= writes
+    # the answer); see models/vqa.py
+    answerer: Literal["classifier", "generative"] = "classifier"
+    question_encoder: Literal["gru", "lstm", "transformer"] = "gru"
+    fusion: Literal["concat", "product", "attention", "film"] = "film"
+    answer_vocab: int = Field(1000, ge=2)  # the classifier's answers: the K most frequent
 
     @field_validator("decoder")
     @classmethod
@@ -181,6 +194,7 @@ class TextConfig(_Section):
     min_count: int = Field(2, ge=1)  # word tokenizer: rarer training words become <unk>
     vocab_size: int | None = Field(None, ge=8)  # word tokenizer: keep the most frequent words
     max_length: int = Field(24, ge=3)  # tokens with <bos>/<eos>; longer captions are truncated
+    answer_length: int = Field(10, ge=3)  # vqa generative: answer tokens with <bos>/<eos>
     decoding: Literal["greedy", "beam"] = "beam"
     beam_size: int = Field(3, ge=1)
     length_penalty: float = Field(0.6, ge=0.0)  # beam: score / length ** length_penalty
@@ -247,12 +261,19 @@ TASK_PRESETS: dict[str, dict[str, Any]] = {
                 "data": {"augment": "flip"}},
     "iqa+caption": {"train": {"monitor": "mos_score", "monitor_mode": "max", "loss": "mse"},
                     "data": {"augment": "flip"}},
+    # questions name colours and sides: no augmentation by default (a flip swaps left/right
+    # answers, colour jitter changes colour answers, a crop can cut out what is counted)
+    "vqa": {"train": {"monitor": "accuracy", "monitor_mode": "max", "loss": "ce"},
+            "data": {"augment": "none", "hflip": False},
+            "text": {"max_length": 32, "decoding": "greedy", "no_repeat_ngram": 0},
+            "model": {"decoder": "transformer"}},
 }  # fmt: skip
 TASK_LOSSES: dict[str, tuple[str, ...]] = {
     "classify": ("ce", "focal", "balanced_softmax", "logit_adjusted"),
     "iqa": ("mse", "l1", "smooth_l1", "plcc", "rank"),
     "caption": ("ce",),  # token cross-entropy (label_smoothing= applies)
     "iqa+caption": ("mse", "l1", "smooth_l1", "plcc", "rank"),  # the MOS head's; captions: ce
+    "vqa": ("ce",),  # soft-target cross-entropy over answers, or answer-token cross-entropy
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -114,6 +115,13 @@ def test_demo_table_explains_every_weak_model(tmp_path, capsys):
     assert "test MOS score" in flat and "the best single caption's" in flat
     header = (tmp_path / "demo" / "quality_submission.csv").read_text().splitlines()[0]
     assert header == "img_name,mos,comments"
+    # the questions part: accuracy per answer type beside the majority baseline, the submission
+    assert "majority baseline" in out and "yes/no" in out and "test accuracy" in flat
+    vqa = (tmp_path / "demo" / "vqa_submission.csv").read_text().splitlines()
+    assert vqa[0] == "ID,answer" and len(vqa) > 1
+    summary = json.loads((tmp_path / "demo" / "runs" / "vqa" / "questions" / "summary.json")
+                         .read_text())  # fmt: skip
+    assert "backbone frozen" in summary["weights"] and "tensors from" in summary["weights"]
 
 
 def test_every_fit_verdict_is_explained():

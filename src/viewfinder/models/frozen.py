@@ -26,7 +26,10 @@ from viewfinder.models.heads import ImageClassifier, PooledClassifier
 
 
 def frozen_parts(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Module]:
-    """``(features, head)`` of ``model`` such that ``model(x) == head(features(x))``."""
+    """``(features, head)`` of ``model`` such that ``model(x) == head(features(x))``; a model
+    whose head reads more than its backbone's output says so with ``features_for_head``."""
+    if hasattr(model, "features_for_head"):
+        return model.features_for_head, model.head
     if isinstance(model, ImageClassifier):
         return model.backbone.forward_features, model.head
     if isinstance(model, PooledClassifier):

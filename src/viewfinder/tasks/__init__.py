@@ -12,6 +12,7 @@ TASKS.register("classify")("viewfinder.tasks.classify:ClassifyTask")
 TASKS.register("iqa")("viewfinder.tasks.iqa:QualityTask")
 TASKS.register("caption")("viewfinder.tasks.caption:CaptionTask")
 TASKS.register("iqa+caption")("viewfinder.tasks.quality_caption:QualityCaptionTask")
+TASKS.register("vqa")("viewfinder.tasks.vqa:VQATask")
 
 
 def get_task_class(name: str) -> type:

@@ -22,7 +22,13 @@ from viewfinder.config import RunConfig
 from viewfinder.data.transforms import IDENTITY, tta_images, tta_views
 from viewfinder.training.checkpoint import load_weights_file
 from viewfinder.training.loop import make_loader
-from viewfinder.training.precision import autocast, prepare_batch, select_numerics
+from viewfinder.training.precision import (
+    Numerics,
+    autocast,
+    cpu_supports_bf16,
+    prepare_batch,
+    select_numerics,
+)
 
 TINY = torch.finfo(torch.float32).tiny  # keeps log(mean p) finite when a probability underflows
 
@@ -53,11 +59,29 @@ def load_trained(run_dir: Path, cfg: RunConfig) -> tuple[Any, torch.nn.Module, A
         weights = run_dir / "last.safetensors"
     load_weights_file(model, weights)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    # the training run's probe when cached on this machine (same model, size, batch), else the rule
-    numerics = select_numerics(model, task, cfg, cuda=device.type == "cuda", measure=False)
+    numerics = trained_numerics(run_dir, device) or select_numerics(
+        model, task, cfg, cuda=device.type == "cuda", measure=False
+    )  # else the training run's probe when cached on this machine, else the rule
     if numerics.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return task, model.to(device).eval(), numerics, device
+
+
+def trained_numerics(run_dir: Path, device: torch.device) -> Numerics | None:
+    """The numerics the run trained with (``summary.json``), on a CPU: a probe measured while the
+    CPU was busy is not cached, and the rule may choose otherwise, so evaluate would score other
+    numbers than training validated (frozen features, bf16 vs fp32). None on CUDA (the rule)."""
+    import json
+
+    path = run_dir / "summary.json"
+    if device.type != "cpu" or not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    if summary.get("precision") not in ("fp32", "bf16"):
+        return None
+    if summary["precision"] == "bf16" and not cpu_supports_bf16():
+        return None  # trained on another machine with native bf16
+    return Numerics(summary["precision"], bool(summary.get("channels_last")), "as trained")
 
 
 def resolve_tta(cfg: RunConfig, tta: str | None) -> list[str]:

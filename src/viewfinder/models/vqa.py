@@ -1,0 +1,270 @@
+"""Visual question answering models: an image backbone and a question encoder, joined two ways.
+
+- ``answerer=classifier`` (the competition winners' design; Antol et al. 2015, Kazemi & Elqursh
+  2017 "Show, Ask, Attend, and Answer"): the question's vector (``QuestionEncoder``) and the image
+  are fused (``fusion``: ``concat`` of pooled image and question; ``product``, their element-wise
+  product after a tanh projection each; ``attention``, question-guided attention over the feature
+  grid, two glimpses, then the product) and classified over the top-K training answers.
+- ``answerer=generative`` (the study's design): the projected image grid plus the question's
+  vector as one more memory token feed any caption decoder (``lstm``/``gru``/``transformer`` or a
+  Hugging Face causal LM as prefix tokens; ``models/text.py``, ``models/lm.py``), which writes the
+  answer; decoding is the captioners' (greedy or beam; ``models/decoding.py``). The question
+  enters as one summary token so every decoder and the decoding code work unchanged (no masks for
+  padded questions inside the memory).
+
+Both read the backbone's grid (``forward_features``), so frozen mode caches the grid once per
+image. Batches carry each *image* once (``image``/``features``: (U, ...)) and ``image_of``: (B,)
+the image row of each question, so an image asked four questions is encoded once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from viewfinder.errors import UserError
+from viewfinder.models.decoding import DecodeSettings, decode
+from viewfinder.models.heads import ImageClassifier
+from viewfinder.models.text import CaptionHead, build_decoder, grid_tokens
+
+ENCODERS = ("gru", "lstm", "transformer")
+FUSIONS = ("concat", "product", "attention", "film")
+
+
+class QuestionEncoder(nn.Module):
+    """Question tokens (B, L), ``pad``-padded -> (B, dim): an RNN's last state (packed, so padding
+    is never read) or a small transformer encoder's masked mean."""
+
+    def __init__(
+        self, kind: str, vocab_size: int, dim: int, *, pad: int, layers: int, heads: int,
+        dropout: float, max_length: int,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if kind not in ENCODERS:
+            raise UserError(f"question_encoder={kind!r}: choose {', '.join(ENCODERS)}")
+        self.kind, self.pad = kind, pad
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=pad)
+        self.drop = nn.Dropout(dropout)
+        if kind == "transformer":
+            self.position = nn.Parameter(torch.zeros(1, max_length, dim))
+            layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout, batch_first=True,
+                                               norm_first=True)  # fmt: skip
+            self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(dim)
+        else:
+            rnn = nn.LSTM if kind == "lstm" else nn.GRU
+            self.rnn = rnn(dim, dim, num_layers=layers, batch_first=True,
+                           dropout=dropout if layers > 1 else 0.0)  # fmt: skip
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        mask = tokens != self.pad
+        x = self.drop(self.embed(tokens))
+        if self.kind == "transformer":
+            x = x + self.position[:, : x.shape[1]]
+            x = self.norm(self.encoder(x, src_key_padding_mask=~mask))
+            weights = mask.unsqueeze(-1).to(x.dtype)
+            return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        _, state = self.rnn(packed)
+        hidden = state[0] if self.kind == "lstm" else state
+        return hidden[-1]
+
+
+class Fusion(nn.Module):
+    """Image grid (B, N, C) + question (B, D) -> (B, D); see the module doc."""
+
+    def __init__(self, kind: str, image_dim: int, dim: int, dropout: float, glimpses: int = 2):
+        super().__init__()
+        if kind not in FUSIONS:
+            raise UserError(f"fusion={kind!r}: choose {', '.join(FUSIONS)}")
+        self.kind = kind
+        self.norm = nn.LayerNorm(image_dim)
+        self.drop = nn.Dropout(dropout)
+        if kind == "attention":
+            self.att_image = nn.Linear(image_dim, dim)
+            self.att_question = nn.Linear(dim, dim)
+            self.att_score = nn.Linear(dim, glimpses)
+            image_dim = image_dim * glimpses
+        if kind == "film":
+            self.cell = nn.Linear(image_dim, dim)
+            self.gamma_beta = nn.Linear(dim, 2 * dim)
+            self.cell2 = nn.Linear(dim, dim)
+            self.out = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU())
+        elif kind == "concat":
+            self.out = nn.Sequential(nn.Linear(image_dim + dim, dim), nn.GELU())
+        else:
+            self.image = nn.Linear(image_dim, dim)
+            self.question = nn.Linear(dim, dim)
+
+    def forward(
+        self, grid: torch.Tensor, image_of: torch.Tensor, question: torch.Tensor
+    ) -> torch.Tensor:
+        """``grid``: (U, N, C), each distinct image once; ``image_of``: (B,) its row per question.
+        What does not depend on the question is computed once per image, then gathered."""
+        grid = self.norm(grid)
+        if self.kind == "film":
+            gamma, beta = self.gamma_beta(question)[:, None].chunk(2, dim=-1)
+            cells = torch.relu(self.cell(grid)[image_of] * (1 + gamma) + beta)
+            cells = torch.relu(self.cell2(cells)) + cells  # no dropout on (B, N, D): slow, unneeded
+            pooled = torch.cat([cells.mean(dim=1), cells.amax(dim=1)], dim=1)
+            return self.out(self.drop(pooled))
+        if self.kind == "attention":
+            keys = self.att_image(grid)[image_of]
+            hidden = torch.tanh(keys + self.att_question(question)[:, None])
+            weights = self.att_score(self.drop(hidden)).softmax(dim=1)  # (B, N, G)
+            image = torch.einsum("bng,bnc->bgc", weights, grid[image_of]).flatten(1)
+        else:
+            image = grid.mean(dim=1)[image_of]
+        if self.kind == "concat":
+            return self.out(self.drop(torch.cat([image, question], dim=1)))
+        return torch.tanh(self.image(self.drop(image))) * torch.tanh(self.question(question))
+
+
+class AnswerClassifier(nn.Module):
+    """Question encoder + fusion + an MLP over the top-K answers (``fc`` last, zero-started)."""
+
+    def __init__(self, image_dim: int, encoder: QuestionEncoder, fusion: Fusion, dim: int,
+                 answers: int, dropout: float) -> None:  # fmt: skip
+        super().__init__()
+        self.question, self.fusion = encoder, fusion
+        self.hidden = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, 2 * dim), nn.GELU(),
+                                    nn.Dropout(dropout))  # fmt: skip
+        self.fc = nn.Linear(2 * dim, answers)
+
+    def forward(
+        self, grid: torch.Tensor, image_of: torch.Tensor, question: torch.Tensor
+    ) -> torch.Tensor:
+        return self.fc(self.hidden(self.fusion(grid, image_of, self.question(question))))
+
+
+class AnswerGenerator(nn.Module):
+    """Question encoder + a caption head whose memory is the grid plus the question's vector."""
+
+    def __init__(self, encoder: QuestionEncoder, caption: CaptionHead, width: int) -> None:
+        super().__init__()
+        self.question, self.caption = encoder, caption
+        self.question_proj = nn.Sequential(nn.Linear(encoder.embed.embedding_dim, width),
+                                           nn.LayerNorm(width))  # fmt: skip
+
+    def memory(
+        self, grid: torch.Tensor, image_of: torch.Tensor, question: torch.Tensor
+    ) -> torch.Tensor:
+        image = self.caption.proj(grid)[image_of]
+        asked = self.question_proj(self.question(question))[:, None].to(image.dtype)
+        return torch.cat([image, asked], dim=1)
+
+
+class VQAModel(ImageClassifier):
+    """A backbone and an ``AnswerClassifier`` or ``AnswerGenerator`` head.
+
+    The head reads ``features_for_head(x)``: the backbone's grid with each cell's mean input
+    colour appended (3 channels). Classification backbones learn to ignore colour, and "what
+    color is ..." is among the most common question types; the cell's own pixels keep it at no
+    cost. Frozen mode caches exactly this (``models/frozen.py`` asks for ``features_for_head``).
+
+    ``forward(x, question, image_of, tokens=None, from_features=False, settings=None)``: ``x`` is
+    the batch's distinct images (or their cached grids), ``image_of`` the image row of each
+    question. Returns ``{"logits"}`` (answer logits; or, generative, teacher-forced token logits
+    on ``tokens``) and, generative with ``settings``, ``{"ids"}``: decoded answers.
+    """
+
+    def features_for_head(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone.forward_features(x)
+        if features.ndim == 4:
+            colour = F.adaptive_avg_pool2d(x.float(), features.shape[-2:]).to(features.dtype)
+            return torch.cat([features, colour], dim=1)
+        tokens = grid_tokens(features)  # a ViT's tokens: the image's mean colour on each
+        colour = x.float().mean(dim=(2, 3))[:, None].to(tokens.dtype)
+        return torch.cat([tokens, colour.expand(-1, tokens.shape[1], -1)], dim=2)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        question: torch.Tensor,
+        image_of: torch.Tensor,
+        tokens: torch.Tensor | None = None,
+        *,
+        from_features: bool = False,
+        settings: DecodeSettings | None = None,
+    ) -> dict[str, torch.Tensor]:
+        features = x if from_features else self.features_for_head(x)
+        grid = with_coordinates(features)
+        if isinstance(self.head, AnswerClassifier):
+            return {"logits": self.head(grid, image_of, question)}
+        memory = self.head.memory(grid, image_of, question)
+        out: dict[str, torch.Tensor] = {}
+        if tokens is not None:
+            out["logits"] = self.head.caption.decoder(memory, tokens)
+        if settings is not None:
+            out["ids"] = decode(self.head.caption.decoder, memory, settings)
+        return out
+
+
+def with_coordinates(features: torch.Tensor) -> torch.Tensor:
+    """(B, N, C + 2) grid tokens with each cell's x and y in [-1, 1] appended: where a thing is
+    ("on the left", "at the top") stays readable after pooling. A pooled (B, C) vector gets 0, 0."""
+    tokens = grid_tokens(features)
+    if features.ndim == 4:
+        h, w = features.shape[-2:]
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, h, device=features.device),
+            torch.linspace(-1, 1, w, device=features.device),
+            indexing="ij",
+        )
+        coords = torch.stack([xs.flatten(), ys.flatten()], dim=1)
+    else:
+        coords = torch.zeros(tokens.shape[1], 2, device=features.device)
+    coords = coords.to(tokens.dtype).expand(tokens.shape[0], -1, -1)
+    return torch.cat([tokens, coords], dim=2)
+
+
+def build_vqa_model(
+    cfg: Any, *, question_vocab: int, pad: int, question_length: int, answers: int,
+    answer_vocab: int, answer_length: int,
+) -> tuple[nn.Module, str]:  # fmt: skip
+    """Backbone ``cfg.name`` (no classifier) + the ``cfg.answerer`` head; ``weights=`` loads the
+    backbone (or a whole VQA checkpoint)."""
+    from viewfinder.models.backbones import create_backbone, load_weights
+    from viewfinder.models.classifier import parse_model_name
+
+    spec = parse_model_name(cfg.name)
+    if spec.head != "linear" or len(spec.backbones) > 1:
+        raise UserError(
+            f"model {cfg.name!r}: VQA takes one backbone name; the head is "
+            "answerer=classifier|generative with fusion=concat|product|attention"
+        )
+    backbone = create_backbone(spec.backbone, num_classes=0, pretrained=cfg.pretrained)
+    image_dim = backbone.num_features + 3 + 2  # + mean colour, + coordinates (see VQAModel)
+    if cfg.answerer == "classifier":
+        dim = cfg.decoder_dim
+        encoder = _encoder(cfg, question_vocab, dim, pad, question_length)
+        head: nn.Module = AnswerClassifier(
+            image_dim, encoder, Fusion(cfg.fusion, image_dim, dim, cfg.decoder_dropout), dim,
+            answers, cfg.decoder_dropout,
+        )  # fmt: skip
+    else:
+        decoder = build_decoder(cfg, answer_vocab, answer_length)
+        width = getattr(decoder, "width", cfg.decoder_dim)
+        caption = CaptionHead(image_dim, decoder, width, cfg.decoder_dropout)
+        encoder = _encoder(cfg, question_vocab, cfg.decoder_dim, pad, question_length)
+        head = AnswerGenerator(encoder, caption, width)
+    model = VQAModel(backbone, head)
+    note = "pretrained (model hub)" if cfg.pretrained else "random init"
+    if cfg.weights:
+        loaded, skipped = load_weights(model, cfg.weights)
+        note = f"{loaded} tensors from {cfg.weights}" + (
+            f" ({len(skipped)} skipped)" if skipped else ""
+        )
+    return model, note
+
+
+def _encoder(cfg: Any, vocab: int, dim: int, pad: int, length: int) -> QuestionEncoder:
+    return QuestionEncoder(
+        cfg.question_encoder, vocab, dim, pad=pad, layers=cfg.decoder_layers,
+        heads=cfg.decoder_heads, dropout=cfg.decoder_dropout, max_length=length,
+    )  # fmt: skip
