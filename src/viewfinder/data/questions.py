@@ -24,21 +24,10 @@ import torch
 from torch.utils.data import Sampler
 
 from viewfinder.data.sampling import _epoch_generator
-
-PAD_MULTIPLE = 8  # token widths in steps of 8: a few shapes, so kernels are built once
-
-
-def pad_ids(ids: Sequence[Sequence[int]], pad: int, limit: int) -> torch.Tensor:
-    """(B, W) int64, ``pad``-filled; W a multiple of 8, at most ``max(limit, 8)``."""
-    width = min(-(-max(len(x) for x in ids) // PAD_MULTIPLE) * PAD_MULTIPLE,
-                max(limit, PAD_MULTIPLE))  # fmt: skip
-    out = torch.full((len(ids), width), pad, dtype=torch.int64)
-    for row, seq in enumerate(ids):
-        out[row, : len(seq)] = torch.tensor(list(seq)[:width], dtype=torch.int64)
-    return out
+from viewfinder.data.text import WrappedBatches, pad_ids
 
 
-class QuestionBatches:
+class QuestionBatches(WrappedBatches):
     """Questions over a dataset of distinct images; see the module doc."""
 
     def __init__(
@@ -69,21 +58,9 @@ class QuestionBatches:
         return len(self.records)
 
     @property
-    def needs_workers(self) -> bool:
-        return getattr(self.base, "needs_workers", True)
-
-    @property
     def targets(self) -> list[list[str]] | None:
         """The answers when every question has one (scoreable), else None (unlabelled)."""
         return self.answers if self.answers and all(self.answers) else None
-
-    @property
-    def epoch(self) -> int:
-        return self.base.epoch
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self.base.epoch = value
 
     def _images(self, questions: list[int]) -> tuple[dict[str, Any] | None, list[int], list[int]]:
         """The collated distinct images; the questions kept (their image was readable) and each

@@ -15,7 +15,7 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +101,41 @@ class Vocabulary:
         return cls(json.loads(path.read_text())["tokens"])
 
 
-class TextBatches:
+PAD_MULTIPLE = 8  # token widths in steps of 8: a few shapes, so oneDNN builds each kernel once
+
+
+def pad_ids(ids: Sequence[Sequence[int]], pad: int, limit: int) -> Any:
+    """(B, W) int64 ``pad``-filled tensor; W a multiple of 8, at most ``max(limit, 8)``."""
+    import torch
+
+    width = min(-(-max(len(x) for x in ids) // PAD_MULTIPLE) * PAD_MULTIPLE,
+                max(limit, PAD_MULTIPLE))  # fmt: skip
+    out = torch.full((len(ids), width), pad, dtype=torch.int64)
+    for row, seq in enumerate(ids):
+        out[row, : len(seq)] = torch.tensor(list(seq)[:width], dtype=torch.int64)
+    return out
+
+
+class WrappedBatches:
+    """What a dataset wrapping an image/feature dataset (``self.base``) passes through: whether
+    loader workers help, and the epoch (per-sample seeds) in the base's shared memory."""
+
+    base: Any
+
+    @property
+    def needs_workers(self) -> bool:
+        return getattr(self.base, "needs_workers", True)
+
+    @property
+    def epoch(self) -> int:
+        return self.base.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.base.epoch = value
+
+
+class TextBatches(WrappedBatches):
     """A dataset of images (or cached features) whose batches also carry their texts.
 
     Wraps an ``ImageDataset``/``FeatureDataset`` and returns whole collated batches (the
@@ -131,24 +165,12 @@ class TextBatches:
         return len(self.base)
 
     @property
-    def needs_workers(self) -> bool:
-        return getattr(self.base, "needs_workers", True)
-
-    @property
     def targets(self) -> Any:
         """The base's targets (a MOS); else the texts when every image has one (scoreable)."""
         base = getattr(self.base, "targets", None)
         if base is not None:
             return base
         return self.texts if self.texts and all(self.texts) else None
-
-    @property
-    def epoch(self) -> int:
-        return self.base.epoch
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self.base.epoch = value
 
     def _text(self, index: int) -> str:
         options = self.texts[index]
@@ -172,11 +194,7 @@ class TextBatches:
             return {"index": torch.zeros(0, dtype=torch.int64)}
         index = [int(i) for i in batch["index"]]
         ids = [self.encode(self._text(i)) for i in index]
-        # widths in steps of 8: a few shapes only, so oneDNN's kernels for each are built once
-        width = min(-(-max(len(x) for x in ids) // 8) * 8, max(self.max_length, 8))
-        tokens = torch.full((len(ids), width), self.pad, dtype=torch.int64)
-        for row, seq in enumerate(ids):
-            tokens[row, : len(seq)] = torch.tensor(seq, dtype=torch.int64)
+        tokens = pad_ids(ids, self.pad, self.max_length)
         return {**batch, "tokens": tokens, "references": [list(self.texts[i]) for i in index]}
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ head (linear or attention) works on top of either.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -169,6 +170,18 @@ def load_weights(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
         raise UserError(f"{path}: no tensor matches model {type(target).__name__}; wrong file?")
     target.load_state_dict(loaded, strict=False)
     return len(loaded), skipped
+
+
+def apply_weights(model: nn.Module, cfg: Any) -> str:
+    """Load ``cfg.weights`` into ``model`` when given; the summary's note on where the weights
+    came from (the hub, random init, or the file and how many tensors matched)."""
+    note = "pretrained (model hub)" if cfg.pretrained else "random init"
+    if cfg.weights:
+        loaded, skipped = load_weights(model, cfg.weights)
+        note = f"{loaded} tensors from {cfg.weights}" + (
+            f" ({len(skipped)} skipped)" if skipped else ""
+        )
+    return note
 
 
 def has_depthwise_conv(model: nn.Module) -> bool:

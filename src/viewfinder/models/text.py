@@ -249,7 +249,7 @@ def build_captioner(
     """Backbone ``cfg.name`` (no classifier) + caption head (+ a MOS head, ``with_mos``: pooled
     linear, or attention over the grid for ``NAME+attn``, starting at zero = the mean MOS);
     ``weights=`` loads the backbone."""
-    from viewfinder.models.backbones import create_backbone, load_weights
+    from viewfinder.models.backbones import apply_weights, create_backbone
     from viewfinder.models.classifier import parse_model_name
     from viewfinder.models.heads import AttentionHead
 
@@ -272,10 +272,4 @@ def build_captioner(
         model = Captioner(backbone, QualityCaptionHeads(mos, caption))
     else:
         model = Captioner(backbone, caption)
-    note = "pretrained (model hub)" if cfg.pretrained else "random init"
-    if cfg.weights:
-        loaded, skipped = load_weights(model, cfg.weights)
-        note = f"{loaded} tensors from {cfg.weights}" + (
-            f" ({len(skipped)} skipped)" if skipped else ""
-        )
-    return model, note
+    return model, apply_weights(model, cfg)

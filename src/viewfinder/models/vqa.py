@@ -229,7 +229,7 @@ def build_vqa_model(
 ) -> tuple[nn.Module, str]:  # fmt: skip
     """Backbone ``cfg.name`` (no classifier) + the ``cfg.answerer`` head; ``weights=`` loads the
     backbone (or a whole VQA checkpoint)."""
-    from viewfinder.models.backbones import create_backbone, load_weights
+    from viewfinder.models.backbones import apply_weights, create_backbone
     from viewfinder.models.classifier import parse_model_name
 
     spec = parse_model_name(cfg.name)
@@ -254,13 +254,7 @@ def build_vqa_model(
         encoder = _encoder(cfg, question_vocab, cfg.decoder_dim, pad, question_length)
         head = AnswerGenerator(encoder, caption, width)
     model = VQAModel(backbone, head)
-    note = "pretrained (model hub)" if cfg.pretrained else "random init"
-    if cfg.weights:
-        loaded, skipped = load_weights(model, cfg.weights)
-        note = f"{loaded} tensors from {cfg.weights}" + (
-            f" ({len(skipped)} skipped)" if skipped else ""
-        )
-    return model, note
+    return model, apply_weights(model, cfg)
 
 
 def _encoder(cfg: Any, vocab: int, dim: int, pad: int, length: int) -> QuestionEncoder:
