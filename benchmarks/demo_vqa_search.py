@@ -34,7 +34,10 @@ def recipes(weights: str) -> dict[str, dict[str, Any]]:
         "demo classifier, end to end, 64 px, lr 5e-4, 8 epochs": {
             **BASE, "weights": weights, "image_size": 64, "epochs": 8, "batch_size": 32,
             "learning_rate": 5e-4},
-        "demo recipe (frozen demo classifier, 64 px)": dict(VQA_RECIPE, weights=weights),
+        "demo recipe (frozen demo classifier, 64 px, 128-wide head)": dict(VQA_RECIPE,
+                                                                          weights=weights),
+        "frozen demo classifier, 64 px, 256-wide head": dict(VQA_RECIPE, weights=weights,
+                                                              decoder_dim=256),
         "frozen demo classifier, 96 px, 15 epochs": {**frozen, "image_size": 96, "epochs": 15},
         "frozen demo classifier, 128 px, 25 epochs": {**frozen, "image_size": 128, "epochs": 25},
         "frozen demo classifier, 128 px, attention": {**frozen, "image_size": 128, "epochs": 20,
