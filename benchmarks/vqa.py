@@ -247,6 +247,11 @@ def main() -> None:
     parser.add_argument("--quiet-load", type=float, default=1.5)
     parser.add_argument("--max-wait", type=float, default=600.0)
     parser.add_argument("--skip", action="append", default=[], help="skip recipes naming this")
+    parser.add_argument(
+        "--keep-rows",
+        action="store_true",
+        help="keep the rows of OUT/vqa.json this run skips (re-measure some)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     common = {"data": str(args.data), "images": str(args.images), "output_dir": str(args.out),
@@ -263,6 +268,10 @@ def main() -> None:
                                "date": time.strftime("%Y-%m-%d %H:%M %Z"),
                                "source": source_state()}  # fmt: skip
     rows: dict[str, dict[str, Any]] = {}
+    if args.keep_rows and (args.out / "vqa.json").is_file():
+        earlier = json.loads((args.out / "vqa.json").read_text())
+        when = {"date": earlier.get("date"), "source": earlier.get("source")}
+        rows = {name: {**when, **row} for name, row in earlier["rows"].items()}
     table = recipes(args.epochs, args.head_epochs, args.cold_epochs)
     for number, (name, keys) in enumerate(table.items(), start=1):
         if any(word in name for word in args.skip):
@@ -276,12 +285,14 @@ def main() -> None:
         if name == COLD:  # a fresh folder: nothing cached, so the grids are extracted again
             cold = Path(tempfile.mkdtemp(prefix="cache-cold-", dir=args.out))
             keys = {**keys, "cache_dir": str(cold)}
-        rows[name] = {"row": number, **measure(name, keys, common, wait)}
+        measured = {"date": results["date"], "source": results["source"]}
+        rows[name] = {"row": number, **measure(name, keys, common, wait), **measured}
         if cold is not None:
             shutil.rmtree(cold, ignore_errors=True)
         print(json.dumps(rows[name]), flush=True)
         (args.out / "vqa.json").write_text(json.dumps({**results, "rows": rows}, indent=1))
-    print("\n" + score_table(list(rows.values())) + "\n\n" + cache_table(rows))
+    ordered = sorted(rows.values(), key=lambda r: r["row"])
+    print("\n" + score_table(ordered) + "\n\n" + cache_table(rows))
 
 
 if __name__ == "__main__":
