@@ -50,6 +50,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from captions import _num, cpu_facts, wait_for_quiet  # the caption benchmark's, same folder
+
 from viewfinder.training.callbacks import Callback  # no torch: instant
 
 FILM = "classifier, frozen Lite0 grid + FiLM (224 px)"
@@ -85,15 +87,6 @@ def recipes(epochs: int, head_epochs: int, cold_epochs: int) -> dict[str, dict[s
         COLD: {**frozen, **classifier, "fusion": "film", "cache": False,
                "epochs": cold_epochs},
     }  # fmt: skip
-
-
-def wait_for_quiet(limit: float, max_wait: float, poll: float = 20.0) -> float:
-    """Wait until the 1-minute load average is below ``limit`` (others share this CPU); give up
-    after ``max_wait`` s. Returns the load the measurement starts at."""
-    start = time.monotonic()
-    while os.getloadavg()[0] >= limit and time.monotonic() - start < max_wait:
-        time.sleep(poll)
-    return round(os.getloadavg()[0], 2)
 
 
 def steady_speed(records: list[dict[str, Any]]) -> tuple[float, float]:
@@ -175,10 +168,6 @@ def wall_time_epochs(row1: dict[str, Any], row4: dict[str, Any], eval_every: int
 
 
 # --- tables -------------------------------------------------------------------------------------
-def _num(value: Any, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
 def score_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| # | recipe | epochs (best) | accuracy | VQA acc | number | other | baseline: all "
@@ -208,15 +197,6 @@ def cache_table(rows: dict[str, dict[str, Any]]) -> str:
             lines.append(f"| {name} | {cache} | {feats} | {r['features_s']} | "
                          f"{r['s_per_epoch']:.2f} | {r['total_s']} |")  # fmt: skip
     return "\n".join(lines)
-
-
-def cpu_facts() -> dict[str, str]:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines()
-                  if ln.startswith("Model name")), "?")  # fmt: skip
-    flags = Path("/proc/cpuinfo").read_text()
-    native = sorted({f for f in ("amx_bf16", "amx_tile", "avx512_bf16") if f" {f}" in flags})
-    return {"cpu": model, "bf16_flags": ",".join(native) or "none", "cores": str(os.cpu_count())}
 
 
 def source_state() -> dict[str, str]:

@@ -135,7 +135,7 @@ def run_demo(
     console.print(f"submission: {submission}")
     if quality:
         run_quality_demo(paths.iqa, root, epochs=epochs, progress=progress, console=console)
-    cnn = [r for r in runs if r.summary.get("model") == "cnn" or r.path.name.startswith("cnn")]
+    cnn = [r for r in runs if r.summary.get("model") == "cnn"]
     if questions:
         run_vqa_demo(paths.vqa, root, weights=cnn[0].path / "best.safetensors" if cnn else None,
                      epochs=epochs, progress=progress, console=console)  # fmt: skip

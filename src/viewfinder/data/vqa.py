@@ -157,7 +157,7 @@ def _record(
         raise UserError(f"{where}: {cols.id}={ident!r} repeats {reading.seen_ids[ident]}; "
                         "IDs key the submission, so each must be unique")  # fmt: skip
     image_id, path = _image(row, cols, reading, where)
-    reading.seen_ids[ident] = where.rsplit(": ", 1)[-1]
+    reading.seen_ids[ident] = where  # the file too: IDs are unique across train, val and test
     key = (image_id, question.lower(), answers)
     if key in reading.seen_rows:
         reading.duplicates += 1
