@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -474,7 +475,7 @@ def sweep(
     **overrides: Any,
 ) -> tuple[list[Run], Any]:
     """Train every combination of ``grid`` (and list/comma values in overrides); compare them."""
-    from viewfinder.experiments.sweep import expand, run_name, split_grid
+    from viewfinder.experiments.sweep import expand, run_name, split_grid, sweep_progress
 
     fixed, swept = split_grid(overrides)
     swept.update({k: list(v) for k, v in (grid or {}).items()})
@@ -488,8 +489,10 @@ def sweep(
     n = 2
     while sweep_dir.exists():
         sweep_dir, n = sweep_dir.with_name(f"{_slug(name or 'sweep')}-{n}"), n + 1
-    runs = []
-    for combo in combos:
+    runs, start = [], time.perf_counter()
+    for k, combo in enumerate(combos):
         kwargs = {**fixed, **combo, "output_dir": str(sweep_dir), "name": run_name(combo)}
+        if progress:
+            print(sweep_progress(k, len(combos), time.perf_counter() - start, kwargs["name"]))
         runs.append(train(task, config, progress=progress, **kwargs))
     return runs, compare(runs, out=sweep_dir)

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from viewfinder import cli_share
 from viewfinder.errors import UserError
 
 app = typer.Typer(
@@ -382,6 +383,13 @@ def config_keys() -> None:
     for section, model in SECTIONS.items():
         for field, info in model.model_fields.items():
             print(f"{section}.{field} = {info.default}")
+
+
+# the commands that share a run's results (cli_share.py keeps this file short)
+app.command("export")(cli_share.export_command)
+app.command("report")(cli_share.report)
+app.command("serve")(cli_share.serve)
+app.command("runs")(cli_share.runs_command)
 
 
 def main() -> None:

@@ -96,6 +96,7 @@ class DataConfig(_Section):
 
 DECODERS = ("lstm", "gru", "transformer")
 HF_DECODERS = ("gpt2", "distilgpt2")  # more Hugging Face causal LMs by hf:NAME_OR_FOLDER
+QUESTION_ENCODERS = ("gru", "lstm", "transformer")  # or a Hugging Face encoder: hf:NAME_OR_FOLDER
 
 
 class ModelConfig(_Section):
@@ -127,7 +128,11 @@ class ModelConfig(_Section):
     # vqa: classifier (top-K answers; question_encoder + fusion) | generative (decoder= writes
     # the answer); see models/vqa.py
     answerer: Literal["classifier", "generative"] = "classifier"
-    question_encoder: Literal["gru", "lstm", "transformer"] = "gru"
+    # gru | lstm | transformer over a word vocabulary of the training questions, or a pretrained
+    # Hugging Face text encoder, hf:NAME_OR_FOLDER (its own tokenizer; models/hf_encoder.py),
+    # frozen unless freeze_question_encoder=false (then lower learning_rate)
+    question_encoder: str = "gru"
+    freeze_question_encoder: bool = True
     fusion: Literal["concat", "product", "attention", "film"] = "film"
     answer_vocab: int = Field(1000, ge=2)  # the classifier's answers: the K most frequent
 
@@ -138,6 +143,19 @@ class ModelConfig(_Section):
         if name.lower() in DECODERS + HF_DECODERS or (name.startswith("hf:") and len(name) > 3):
             return name.lower() if ":" not in name else name
         raise ValueError(f"choose {', '.join(DECODERS + HF_DECODERS)} or hf:NAME_OR_FOLDER")
+
+    @field_validator("question_encoder")
+    @classmethod
+    def _check_question_encoder(cls, value: str) -> str:
+        name = value.strip()
+        if name.startswith("hf:") and len(name) > 3:
+            return name
+        if name.lower() in QUESTION_ENCODERS:
+            return name.lower()
+        hint = did_you_mean(name.lower(), QUESTION_ENCODERS)
+        if not hint and ("/" in name or "-" in name) and not name.startswith("hf:"):
+            hint = f" (a Hugging Face encoder: hf:{name})"
+        raise ValueError(f"choose {', '.join(QUESTION_ENCODERS)} or hf:NAME_OR_FOLDER{hint}")
 
 
 class TrainConfig(_Section):
@@ -184,6 +202,17 @@ class TrainConfig(_Section):
     # "1,0.5" list: a sweep splits values on commas)
     mos_weight: float = Field(1.0, ge=0.0)
     caption_weight: float = Field(1.0, ge=0.0)
+    # experiment trackers (training/trackers.py): none | tensorboard | mlflow | wandb, "+"-combined
+    # ("+", not ",": a sweep splits values on commas); tracker_dir: where their files go
+    log_with: str = "none"
+    tracker_dir: str | None = None
+
+    @field_validator("log_with")
+    @classmethod
+    def _check_log_with(cls, value: str) -> str:
+        from viewfinder.training.trackers import parse_trackers  # no heavy imports
+
+        return "+".join(parse_trackers(value.strip())) or "none"
 
 
 class TextConfig(_Section):

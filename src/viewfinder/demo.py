@@ -139,6 +139,9 @@ def run_demo(
     if questions:
         run_vqa_demo(paths.vqa, root, weights=cnn[0].path / "best.safetensors" if cnn else None,
                      epochs=epochs, progress=progress, console=console)  # fmt: skip
+    sweep_dir = runs[0].path.parent.parent
+    print(f"\nnext: viewfinder report {sweep_dir}   (an HTML report; every run: {root / 'runs'})")
+    print(f"      viewfinder serve {best.path}   (try the best model in a browser)")
     return table
 
 

@@ -188,3 +188,23 @@ def test_cli_resume_of_a_finished_fold_set_reports_it(fold_set):
     assert (
         f"{FOLDS}-fold set completed" in result.output and "out-of-fold accuracy=" in result.output
     )
+
+
+def test_serving_a_fold_set_answers_as_its_ensemble(fold_set, demo_data, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from viewfinder.serve.app import create_app
+    from viewfinder.serve.server import load_runs
+
+    image = next((demo_data.classify / "test").rglob("*.png"))
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / image.name).write_bytes(image.read_bytes())
+    row = _rows(fold_set.predict(data=str(folder), out=tmp_path / "one.csv", probabilities=True))[0]
+    served = load_runs([str(fold_set.path)])
+    assert served[0].info["members"] == FOLDS and served[0].info["tta"] == ["identity", "hflip"]
+    with TestClient(create_app(served)) as client:
+        answer = client.post("/v1/predict", files={"image": ("a.png", image.read_bytes())}).json()
+    assert answer["prediction"]["label"] == row["label"]
+    for item in answer["top_k"]:
+        assert item["probability"] == pytest.approx(float(row[f"prob_{item['label']}"]), abs=2e-6)

@@ -225,6 +225,25 @@ def test_bad_value_names_the_key(override: str, key: str) -> None:
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("GRU", "gru"), ("hf:bert-base-uncased", "hf:bert-base-uncased"), ("hf:./enc", "hf:./enc")],
+)
+def test_question_encoder_takes_builtins_and_hf_names(value: str, expected: str) -> None:
+    cfg = build_config("vqa", overrides={"question_encoder": value})
+    assert cfg.model.question_encoder == expected and cfg.model.freeze_question_encoder
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [("lstn", "did you mean 'lstm'"), ("bert-base-uncased", "hf:bert-base-uncased"), ("hf:", "")],
+)
+def test_question_encoder_typos_are_refused(value: str, hint: str) -> None:
+    with pytest.raises(UserError, match="choose gru, lstm, transformer or hf:NAME") as info:
+        build_config("vqa", overrides={"question_encoder": value})
+    assert hint in str(info.value)
+
+
 def test_missing_yaml_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
     with pytest.raises(UserError, match="not found") as info:

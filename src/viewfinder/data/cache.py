@@ -39,6 +39,7 @@ import numpy as np
 
 from viewfinder.data.outputs import mark_output_folder
 from viewfinder.errors import UserError
+from viewfinder.progress import track
 
 SPEC_VERSION = 2  # 2: OpenCV box + bilinear resize (images.resize_array)
 GIB = 1024**3
@@ -268,7 +269,8 @@ def ensure_cached(
         with store.lock(exclusive=True):
             todo = store.missing(keys)  # another run may have filled them meanwhile
             if todo:
-                store.fill(keys, decode(paths, todo))
+                decoded = track(decode(paths, todo), len(todo), "decoding images into the cache")
+                store.fill(keys, decoded)
                 store.evict(keep={shard for shard, _ in store.locate(keys).values()})
     return store.open(keys)
 

@@ -213,6 +213,18 @@ class ImageDataset(EpochAware, Dataset):
         return BadImageError(self.records[index].path, "not decodable (see the cache fill)")
 
 
+class ArrayImages(ImageDataset):
+    """Images already decoded to (S, S, 3) uint8 arrays at the stored size (HTTP uploads): the
+    items ``ImageDataset`` yields for files, so the server shares every step after decoding."""
+
+    def __init__(self, records: Sequence[Any], arrays: Sequence[np.ndarray], **kwargs: Any):
+        super().__init__(records, int(arrays[0].shape[0]) if len(arrays) else 0, **kwargs)
+        self.arrays = list(arrays)
+
+    def _array(self, index: int) -> np.ndarray:
+        return self.arrays[index]
+
+
 def build_image_dataset(
     records: Sequence[ImageRecord],
     size: int,

@@ -16,6 +16,8 @@ files with grey would train on garbage, and a process-wide flag would change oth
 from __future__ import annotations
 
 import contextlib
+import io
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -99,21 +101,56 @@ def load_image(path: str | Path, *, draft: int | None = None) -> Image.Image:
     """
     path = Path(path)
     _check_file(path)
-    with _decode_errors(path), Image.open(path) as opened:
-        if draft is not None and opened.format == "JPEG" and opened.mode in ("RGB", "L"):
-            opened.draft(opened.mode, (draft, draft))
-        opened.load()  # decode now, inside the guard, so truncation is detected here
-        ImageOps.exif_transpose(opened, in_place=True)  # no copy when there is nothing to turn
+    return _open_rgb(path, path, draft=draft, max_pixels=None)
+
+
+def load_image_bytes(
+    data: bytes, *, name: str = "upload", draft: int | None = None, max_pixels: int | None = None
+) -> Image.Image:
+    """``load_image`` for an image held in memory (an HTTP upload), named ``name`` in errors.
+
+    ``max_pixels``: refuse larger images before decoding them (decompression bombs: a 20,000 x
+    20,000 PNG is a few hundred kB but 1.2 GB decoded); PIL's own limit is a warning up to ~179 MP.
+    """
+    if not data:
+        raise BadImageError(name, "empty file (0 bytes)")
+    return _open_rgb(io.BytesIO(data), Path(name), draft=draft, max_pixels=max_pixels)
+
+
+def _open_rgb(
+    source: Path | io.BytesIO, path: Path, *, draft: int | None, max_pixels: int | None
+) -> Image.Image:
+    with _decode_errors(path), warnings.catch_warnings():
+        if max_pixels is not None:  # checked below: PIL's warning above 89 MP would repeat it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(source) as opened:
+            if max_pixels is not None and opened.width * opened.height > max_pixels:
+                raise BadImageError(
+                    path,
+                    f"image too large: {opened.width} x {opened.height} pixels is over the "
+                    f"limit of {max_pixels:,} (possible decompression bomb)",
+                )
+            if opened.mode not in _SUPPORTED_MODES:
+                raise BadImageError(path, f"unsupported image mode {opened.mode}")
+            if draft is not None and opened.format == "JPEG" and opened.mode in ("RGB", "L"):
+                opened.draft(opened.mode, (draft, draft))
+            opened.load()  # decode now, inside the guard, so truncation is detected here
+            ImageOps.exif_transpose(opened, in_place=True)  # no copy when nothing to turn
     return _to_rgb(opened, path)
 
 
-def decode_resized(path: str | Path, size: int) -> np.ndarray:
-    """``path`` as a ``size`` x ``size`` x 3 uint8 array: the unit the image cache stores.
+def decode_resized(source: str | Path | bytes, size: int) -> np.ndarray:
+    """An image file (or its bytes) as a ``size`` x ``size`` x 3 uint8 array: the unit the image
+    cache stores, and what the HTTP server feeds the model (so served answers equal predict's).
 
     The whole image is resized (no crop), matching evaluation, so nothing at the border is lost;
     training crops come later from this array (``resize_array``).
     """
-    return resize_array(np.asarray(load_image(path, draft=size)), size, size)
+    if isinstance(source, bytes):
+        image = load_image_bytes(source, draft=size)
+    else:
+        image = load_image(source, draft=size)
+    return resize_array(np.asarray(image), size, size)
 
 
 def resize_array(array: np.ndarray, height: int, width: int) -> np.ndarray:

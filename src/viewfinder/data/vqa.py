@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -399,7 +400,9 @@ def write_vqa_split(path: Path, splits: dict[str, list[QuestionRecord]]) -> None
         writer.writerow(SPLIT_COLUMNS)
         for split, records in splits.items():
             for r in records:
-                writer.writerow([split, r.id, r.image_id, str(r.path), r.question,
+                # absolute, as the other tasks' split files: evaluate/predict/serve may run
+                # from another folder than training did
+                writer.writerow([split, r.id, r.image_id, os.path.abspath(r.path), r.question,
                                  json.dumps(list(r.answers))])  # fmt: skip
 
 

@@ -118,6 +118,7 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> Comparison:
             "total_time": s.get("total_time"),
             "images_per_second": s.get("images_per_second"),
             "_monitor": s.get("best_value"), "_mode": s.get("monitor_mode", "max"),
+            "_path": str(run_dir),
         })  # fmt: skip
     sign = -1 if rows[0]["_mode"] == "max" else 1
     rows.sort(key=lambda r: sign * r["_monitor"] if r["_monitor"] is not None else float("inf"))

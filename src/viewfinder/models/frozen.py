@@ -42,12 +42,13 @@ def frozen_parts(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tenso
 
 
 def freeze_backbone(model: nn.Module) -> int:
-    """Stop gradients everywhere but the head; returns the number of trainable parameters."""
+    """Stop gradients everywhere but the head; returns the number of trainable parameters.
+    Head parameters frozen already stay frozen (a VQA head's frozen pretrained text encoder)."""
     _, head = frozen_parts(model)
-    head_params = {id(p) for p in head.parameters()}
+    head_params = {id(p) for p in head.parameters() if p.requires_grad}
     for param in model.parameters():
         param.requires_grad_(id(param) in head_params)
-    return sum(p.numel() for p in head.parameters())
+    return sum(p.numel() for p in head.parameters() if p.requires_grad)
 
 
 def reset_head(model: nn.Module) -> None:

@@ -1,10 +1,12 @@
 """Visual question answering models: an image backbone and a question encoder, joined two ways.
 
 - ``answerer=classifier`` (the competition winners' design; Antol et al. 2015, Kazemi & Elqursh
-  2017 "Show, Ask, Attend, and Answer"): the question's vector (``QuestionEncoder``) and the image
-  are fused (``fusion``: ``concat`` of pooled image and question; ``product``, their element-wise
-  product after a tanh projection each; ``attention``, question-guided attention over the feature
-  grid, two glimpses, then the product) and classified over the top-K training answers.
+  2017 "Show, Ask, Attend, and Answer"): the question's vector (``QuestionEncoder``, or a
+  pretrained Hugging Face text encoder: ``question_encoder=hf:NAME``, ``models/hf_encoder.py``)
+  and the image are fused (``fusion``: ``concat`` of pooled image and question; ``product``,
+  their element-wise product after a tanh projection each; ``attention``, question-guided
+  attention over the feature grid, two glimpses, then the product) and classified over the top-K
+  training answers.
 - ``answerer=generative`` (the study's design): the projected image grid plus the question's
   vector as one more memory token feed any caption decoder (``lstm``/``gru``/``transformer`` or a
   Hugging Face causal LM as prefix tokens; ``models/text.py``, ``models/lm.py``), which writes the
@@ -29,6 +31,11 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from viewfinder.errors import UserError
 from viewfinder.models.decoding import DecodeSettings, decode
 from viewfinder.models.heads import ImageClassifier
+from viewfinder.models.hf_encoder import (
+    HFQuestionEncoder,
+    build_hf_question_encoder,
+    encoder_source,
+)
 from viewfinder.models.text import CaptionHead, build_decoder, grid_tokens
 
 ENCODERS = ("gru", "lstm", "transformer")
@@ -46,7 +53,7 @@ class QuestionEncoder(nn.Module):
         super().__init__()
         if kind not in ENCODERS:
             raise UserError(f"question_encoder={kind!r}: choose {', '.join(ENCODERS)}")
-        self.kind, self.pad = kind, pad
+        self.kind, self.pad, self.dim = kind, pad, dim
         self.embed = nn.Embedding(vocab_size, dim, padding_idx=pad)
         self.drop = nn.Dropout(dropout)
         if kind == "transformer":
@@ -128,7 +135,7 @@ class Fusion(nn.Module):
 class AnswerClassifier(nn.Module):
     """Question encoder + fusion + an MLP over the top-K answers (``fc`` last, zero-started)."""
 
-    def __init__(self, image_dim: int, encoder: QuestionEncoder, fusion: Fusion, dim: int,
+    def __init__(self, image_dim: int, encoder: nn.Module, fusion: Fusion, dim: int,
                  answers: int, dropout: float) -> None:  # fmt: skip
         super().__init__()
         self.question, self.fusion = encoder, fusion
@@ -145,10 +152,10 @@ class AnswerClassifier(nn.Module):
 class AnswerGenerator(nn.Module):
     """Question encoder + a caption head whose memory is the grid plus the question's vector."""
 
-    def __init__(self, encoder: QuestionEncoder, caption: CaptionHead, width: int) -> None:
+    def __init__(self, encoder: nn.Module, caption: CaptionHead, width: int) -> None:
         super().__init__()
         self.question, self.caption = encoder, caption
-        self.question_proj = nn.Sequential(nn.Linear(encoder.embed.embedding_dim, width),
+        self.question_proj = nn.Sequential(nn.Linear(encoder.dim, width),
                                            nn.LayerNorm(width))  # fmt: skip
 
     def memory(
@@ -225,10 +232,14 @@ def with_coordinates(features: torch.Tensor) -> torch.Tensor:
 
 def build_vqa_model(
     cfg: Any, *, question_vocab: int, pad: int, question_length: int, answers: int,
-    answer_vocab: int, answer_length: int,
+    answer_vocab: int, answer_length: int, question_source: str | None = None,
+    question_pretrained: bool = True,
 ) -> tuple[nn.Module, str]:  # fmt: skip
     """Backbone ``cfg.name`` (no classifier) + the ``cfg.answerer`` head; ``weights=`` loads the
-    backbone (or a whole VQA checkpoint)."""
+    backbone (or a whole VQA checkpoint). ``question_encoder=hf:...`` builds the encoder at
+    ``question_source``: its hub name or folder (``question_pretrained``), or at load time the
+    run folder's ``question_encoder/`` config, the weights from the checkpoint
+    (``models/hf_encoder.py``)."""
     from viewfinder.models.backbones import apply_weights, create_backbone
     from viewfinder.models.classifier import parse_model_name
 
@@ -240,9 +251,10 @@ def build_vqa_model(
         )
     backbone = create_backbone(spec.backbone, num_classes=0, pretrained=cfg.pretrained)
     image_dim = backbone.num_features + 3 + 2  # + mean colour, + coordinates (see VQAModel)
+    source = (question_source, question_pretrained)
     if cfg.answerer == "classifier":
         dim = cfg.decoder_dim
-        encoder = _encoder(cfg, question_vocab, dim, pad, question_length)
+        encoder = _encoder(cfg, question_vocab, dim, pad, question_length, source)
         head: nn.Module = AnswerClassifier(
             image_dim, encoder, Fusion(cfg.fusion, image_dim, dim, cfg.decoder_dropout), dim,
             answers, cfg.decoder_dropout,
@@ -251,13 +263,26 @@ def build_vqa_model(
         decoder = build_decoder(cfg, answer_vocab, answer_length)
         width = getattr(decoder, "width", cfg.decoder_dim)
         caption = CaptionHead(image_dim, decoder, width, cfg.decoder_dropout)
-        encoder = _encoder(cfg, question_vocab, cfg.decoder_dim, pad, question_length)
+        encoder = _encoder(cfg, question_vocab, cfg.decoder_dim, pad, question_length, source)
         head = AnswerGenerator(encoder, caption, width)
     model = VQAModel(backbone, head)
-    return model, apply_weights(model, cfg)
+    note = apply_weights(model, cfg)
+    if isinstance(encoder, HFQuestionEncoder):
+        state = "frozen" if encoder.frozen else "fine-tuned"
+        note += f", question encoder {cfg.question_encoder} ({state})"
+    return model, note
 
 
-def _encoder(cfg: Any, vocab: int, dim: int, pad: int, length: int) -> QuestionEncoder:
+def _encoder(
+    cfg: Any, vocab: int, dim: int, pad: int, length: int, source: tuple[str | None, bool]
+) -> nn.Module:
+    """The built-in ``QuestionEncoder`` or, for ``hf:...``, the Hugging Face one."""
+    if encoder_source(cfg.question_encoder) is not None:
+        where, pretrained = source
+        if where is None:
+            raise ValueError("question_encoder=hf:... needs question_source (the task's)")
+        return build_hf_question_encoder(cfg, where, pretrained=pretrained, dim=dim, pad=pad,
+                                         max_length=length, vocab=vocab)  # fmt: skip
     return QuestionEncoder(
         cfg.question_encoder, vocab, dim, pad=pad, layers=cfg.decoder_layers,
         heads=cfg.decoder_heads, dropout=cfg.decoder_dropout, max_length=length,

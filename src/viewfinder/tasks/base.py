@@ -38,6 +38,7 @@ class Task(ABC):
     name: ClassVar[str]
     record_fields: ClassVar[tuple[str, ...]]
     metric_names: ClassVar[tuple[str, ...]]  # keys of metrics().compute(); "loss" is always there
+    request_fields: ClassVar[tuple[str, ...]] = ()  # text an HTTP request adds to its image
 
     def __init__(self, cfg: RunConfig, run_dir: Path) -> None:
         self.cfg = cfg
@@ -68,6 +69,18 @@ class Task(ABC):
     @abstractmethod
     def collate(self, items: list[Any]) -> dict[str, Any] | None:
         """Batch a list of dataset items (``None`` when every item was a skipped bad file)."""
+
+    def request_dataset(self, images: list[Any], fields: list[dict[str, str]]) -> Dataset:
+        """The HTTP server's data: uploaded images, already decoded to ``stored_size()`` arrays,
+        with each request's ``request_fields``, as the items ``dataset(train=False)`` yields (so
+        ``collate``, ``step`` and ``postprocess`` are predict's own). Records have ``id``."""
+        from viewfinder.errors import UserError
+
+        raise UserError(f"task {self.name} cannot be served")
+
+    def stored_size(self) -> int:
+        """The side images are decoded to before the evaluation transform (cache and server)."""
+        return self.cfg.image_size
 
     def train_sampler(self, dataset: Dataset) -> Any:
         """A sampler for the training loader (None = shuffle uniformly)."""

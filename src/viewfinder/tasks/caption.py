@@ -200,6 +200,11 @@ class CaptionedImages:
         base = super().dataset(split, train=train, data=data)
         return self.text.wrap(base, self.records_seen, train=train)
 
+    def request_dataset(self, images: list[Any], fields: list[dict[str, str]]) -> Dataset:
+        base = super().request_dataset(images, fields)
+        records = [QualityRecord(r.id, r.path, None) for r in base.records]
+        return self.text.wrap(base, records, train=False)
+
     def collate(self, items: Any) -> dict[str, Any] | None:
         return collate_skipping(items)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import time
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,8 +19,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from viewfinder.data.cache import stored_size
-from viewfinder.data.dataset import build_image_dataset, collate_skipping
+from viewfinder.data.dataset import ArrayImages, build_image_dataset, collate_skipping
 from viewfinder.data.images import scan_images
+from viewfinder.data.sources import ImageRecord
 from viewfinder.data.transforms import BatchTransform, crops, sample_transform
 from viewfinder.errors import UserError
 from viewfinder.models.backbones import data_config
@@ -67,7 +69,7 @@ class ImageTask(Task):
         frozen = self._frozen is not None and data is None
         dataset, report = build_image_dataset(
             records,
-            stored_size(self.cfg.image_size, crops=crops(d.augment)),
+            self.stored_size(),
             self.cache_settings(),
             targets=self._targets(records),
             seed=self.cfg.train.seed,
@@ -82,6 +84,14 @@ class ImageTask(Task):
         self.data_reports[split if data is None else "data"] = report
         self.records_seen = records
         return self._feature_dataset(dataset, report, train=train) if frozen else dataset
+
+    def stored_size(self) -> int:
+        return stored_size(self.cfg.image_size, crops=crops(self.cfg.data.augment))
+
+    def request_dataset(self, images: list[Any], fields: list[dict[str, str]]) -> Dataset:
+        names = [f"upload-{i}" for i in range(len(images))]
+        records = [ImageRecord(name, Path(name), None) for name in names]
+        return ArrayImages(records, images, missing_target=self.missing_target)
 
     def _feature_dataset(self, images: Any, report: Any, *, train: bool) -> Dataset:
         """Frozen mode: the split's backbone features, extracted once and cached."""

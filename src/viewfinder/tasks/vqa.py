@@ -13,9 +13,10 @@ Models (``model.answerer``, ``models/vqa.py``): ``classifier``, the top-K traini
 ``generative``, a caption decoder writing the answer. ``freeze_backbone=true`` trains on the
 backbone's grid, cached once per image. Batches hold each image once (``data/questions.py``).
 
-Run-folder state: ``vqa.json`` (columns, answerer), ``questions_vocab.json``, ``answers.json``
-(the classifier's answers) or ``answer_words.json``/``bpe.json`` (the generator's tokens),
-``split.csv``. Submission: ``ID,answer`` (the data's own column names).
+Run-folder state: ``vqa.json`` (columns, answerer), ``questions_vocab.json`` (or, with
+``question_encoder=hf:NAME``, ``question_encoder/``: the encoder's tokenizer and config),
+``answers.json`` (the classifier's answers) or ``answer_words.json``/``bpe.json`` (the
+generator's tokens), ``split.csv``. Submission: ``ID,answer`` (the data's own column names).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from torch.utils.data import Dataset
 
 from viewfinder.data.answers import AnswerVocab, normalize_answer
 from viewfinder.data.bpe import BPETokenizer
+from viewfinder.data.hf_tokenizer import EncoderTokenizer
 from viewfinder.data.questions import ImageGroupedSampler, QuestionBatches
 from viewfinder.data.sources import ImageRecord
 from viewfinder.data.text import Vocabulary
@@ -48,9 +50,11 @@ from viewfinder.data.vqa import (
 from viewfinder.errors import UserError
 from viewfinder.metrics.vqa import METRIC_NAMES, VQAMetrics, majority_baseline, write_vqa_report
 from viewfinder.models.decoding import DecodeSettings
+from viewfinder.models.hf_encoder import encoder_source, save_encoder_config
 from viewfinder.tasks.image import ImageTask
 
 STATE = "vqa.json"
+QUESTION_ENCODER = "question_encoder"  # hf: the encoder's tokenizer and config.json
 
 
 def ordered_answers(answers: tuple[str, ...]) -> list[str]:
@@ -68,11 +72,13 @@ class VQATask(ImageTask):
     name = "vqa"
     record_fields = ("id", "image_id", "path", "question", "answers")
     metric_names = METRIC_NAMES
+    request_fields = ("question",)
 
     def __init__(self, cfg, run_dir) -> None:
         super().__init__(cfg, run_dir)
         self.splits: dict[str, list[QuestionRecord]] = {}
-        self.questions: Vocabulary | None = None
+        self.questions: Vocabulary | EncoderTokenizer | None = None
+        self.question_source: tuple[str, bool] | None = None  # hf: where to build it, pretrained?
         self.answers: AnswerVocab | None = None  # classifier
         self.answer_words: Vocabulary | BPETokenizer | None = None  # generative
         self.columns = {"id": "ID", "answer": "answer"}
@@ -133,9 +139,7 @@ class VQATask(ImageTask):
 
     def _build_text(self, splits: dict[str, list[QuestionRecord]]) -> dict[str, Any]:
         t, train = self.cfg.text, splits["train"]
-        self.questions = Vocabulary.build([r.question for r in train], min_count=t.min_count,
-                                          max_size=t.vocab_size)  # fmt: skip
-        self.questions.save(self.run_dir / "questions_vocab.json")
+        self.questions = self._question_tokenizer([r.question for r in train])
         truncated = sum(self.questions.encode(r.question, t.max_length).truncated for r in train)
         facts: dict[str, Any] = {"question_vocabulary": len(self.questions),
                                  "truncated_questions": truncated}  # fmt: skip
@@ -156,6 +160,21 @@ class VQATask(ImageTask):
         (self.run_dir / STATE).write_text(json.dumps(state, indent=2))
         return facts
 
+    def _question_tokenizer(self, texts: list[str]) -> Vocabulary | EncoderTokenizer:
+        """A word vocabulary of the training questions, or an ``hf:`` encoder's own tokenizer,
+        saved with the encoder's config (evaluate/predict build it without the hub)."""
+        source = encoder_source(self.cfg.model.question_encoder)
+        if source is None:
+            vocab = Vocabulary.build(texts, min_count=self.cfg.text.min_count,
+                                     max_size=self.cfg.text.vocab_size)  # fmt: skip
+            vocab.save(self.run_dir / "questions_vocab.json")
+            return vocab
+        tokenizer = EncoderTokenizer.from_pretrained(source)
+        tokenizer.save(self.run_dir / QUESTION_ENCODER)
+        save_encoder_config(source, self.run_dir / QUESTION_ENCODER)
+        self.question_source = (source, True)
+        return tokenizer
+
     def _answer_tokenizer(self, texts: list[str]) -> Vocabulary | BPETokenizer:
         """Words of the training answers (every word kept), or an LM decoder's own BPE."""
         from viewfinder.models.lm import lm_source
@@ -175,7 +194,11 @@ class VQATask(ImageTask):
             raise UserError(f"{self.run_dir}: not a vqa run folder ({STATE} missing)")
         state = json.loads(path.read_text())
         self.columns = state["columns"]
-        self.questions = Vocabulary.load(self.run_dir / "questions_vocab.json")
+        if encoder_source(self.cfg.model.question_encoder) is None:
+            self.questions = Vocabulary.load(self.run_dir / "questions_vocab.json")
+        else:  # the encoder is rebuilt from its config; the checkpoint holds its weights
+            self.questions = EncoderTokenizer.load(self.run_dir / QUESTION_ENCODER)
+            self.question_source = (str(self.run_dir / QUESTION_ENCODER), False)
         if self.generative:
             bpe = self.run_dir / "bpe.json"
             self.answer_words = (
@@ -231,6 +254,14 @@ class VQATask(ImageTask):
                             answer_pad=words.pad, answer_length=t.answer_length)  # fmt: skip
         return settings
 
+    def request_dataset(self, images: list[Any], fields: list[dict[str, str]]) -> Dataset:
+        """One question per uploaded image (``question`` field), batched as ``dataset`` does."""
+        base = super().request_dataset(images, fields)
+        questions = [QuestionRecord(r.id, r.id, r.path, f["question"], ())
+                     for r, f in zip(base.records, fields, strict=True)]  # fmt: skip
+        return QuestionBatches(base, questions, range(len(questions)),
+                               **self._text_settings(questions))  # fmt: skip
+
     def train_sampler(self, dataset: Dataset) -> Any:
         """Each image's questions in one batch (the backbone runs once per image)."""
         return ImageGroupedSampler(dataset.image_of, seed=self.cfg.train.seed)
@@ -241,7 +272,11 @@ class VQATask(ImageTask):
         return parse_model_name(self.cfg.model.name).backbone + ":grid+colour"
 
     def training_model(self, model: nn.Module, numerics: Any, device: torch.device) -> nn.Module:
-        """Frozen mode: cached grids, read by the VQA model itself (``from_features=True``)."""
+        """Frozen mode: cached grids, read by the VQA model itself (``from_features=True``); a
+        frozen Hugging Face question encoder remembers each question's vector."""
+        cache_questions = getattr(model.head.question, "cache_questions", None)
+        if cache_questions is not None:
+            cache_questions()
         if self.cfg.model.freeze_backbone:
             self._frozen = (model.to(device), numerics, device)
         return model
@@ -251,10 +286,12 @@ class VQATask(ImageTask):
         from viewfinder.models.vqa import build_vqa_model
 
         t, words = self.cfg.text, self.answer_words
+        source, pretrained = self.question_source or (None, False)
         model, note = build_vqa_model(
             self.cfg.model, question_vocab=len(self.questions), pad=self.questions.pad,
             question_length=t.max_length, answers=len(self.answers) if self.answers else 1,
             answer_vocab=len(words) if words else 1, answer_length=t.answer_length,
+            question_source=source, question_pretrained=pretrained,
         )  # fmt: skip
         return model, self.prepare_image_model(model, note)
 

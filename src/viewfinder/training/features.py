@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from viewfinder.data.cache import file_key, load_features, save_features
 from viewfinder.data.dataset import EpochAware, ImageDataset, collate_skipping, sample_seed
 from viewfinder.models.frozen import frozen_parts
+from viewfinder.progress import track
 from viewfinder.training.precision import Numerics, autocast
 
 VIEWS = {False: ("original",), True: ("original", "hflip")}
@@ -63,7 +64,7 @@ def extract_features(
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skipping)
     out: np.ndarray | None = None
-    for batch in loader:
+    for batch in track(loader, len(loader), "extracting backbone features"):
         if batch is None:
             continue
         images = transform(batch["image"].to(device))

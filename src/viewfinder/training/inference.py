@@ -20,6 +20,7 @@ import torch
 
 from viewfinder.config import RunConfig
 from viewfinder.data.transforms import IDENTITY, tta_images, tta_views
+from viewfinder.progress import track
 from viewfinder.training.checkpoint import load_weights_file
 from viewfinder.training.loop import make_loader
 from viewfinder.training.precision import (
@@ -51,6 +52,7 @@ def load_trained(run_dir: Path, cfg: RunConfig) -> tuple[Any, torch.nn.Module, A
     """The task (state restored) and model (best weights) of a run, on the best device."""
     from viewfinder.tasks import get_task_class
 
+    cfg = inference_config(cfg)
     task = get_task_class(cfg.task)(cfg, run_dir)
     task.load()
     model, _ = task.build_model()
@@ -65,6 +67,20 @@ def load_trained(run_dir: Path, cfg: RunConfig) -> tuple[Any, torch.nn.Module, A
     if numerics.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return task, model.to(device).eval(), numerics, device
+
+
+def inference_config(cfg: RunConfig) -> RunConfig:
+    """The run's config without its initial weights: the checkpoint (loaded strictly) replaces
+    every tensor, ``weights=PATH`` may be relative to another folder or gone, and
+    ``pretrained=true`` would download from the model hub (evaluate, predict, serve and export
+    work offline). CLIP keeps ``pretrained``: without a tag it picks the published weights'
+    activation and preprocessing."""
+    overrides: dict[str, object] = {}
+    if cfg.model.weights:
+        overrides["model.weights"] = None
+    if cfg.model.pretrained and not cfg.model.name.startswith("clip:"):
+        overrides["model.pretrained"] = False
+    return cfg.with_overrides(overrides) if overrides else cfg
 
 
 def trained_numerics(run_dir: Path, device: torch.device) -> Numerics | None:
@@ -143,13 +159,13 @@ class InferenceSession:
         self.dataset = self.task.dataset(split, train=False, data=data)
         self.labelled = getattr(self.dataset, "targets", None) is not None
         self.loader = make_loader(self.dataset, self.task, cfg, train=False)
-        name = "data" if data is not None else split
+        self.name = name = "data" if data is not None else split
         self.skipped_list = skipped_list or run_dir / "eval" / f"skipped_{name}.csv"
         self.skipped: list[Any] = []
 
     def batches(self) -> Iterator[tuple[dict[str, Any], dict[str, torch.Tensor]]]:
         seen: set[int] = set()
-        for batch in self.loader:
+        for batch in track(self.loader, len(self.loader), f"predicting {self.name}"):
             if batch is None:
                 continue
             batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}

@@ -37,6 +37,7 @@ from viewfinder.training import checkpoint as ckpt
 from viewfinder.training.callbacks import Callback
 from viewfinder.training.optim import build_optimizer, build_scheduler
 from viewfinder.training.precision import Numerics, autocast, prepare_batch, select_numerics
+from viewfinder.training.trackers import epoch_values, flat_config, make_trackers
 
 
 def resolve_workers(setting: int | str) -> int:
@@ -86,14 +87,14 @@ def make_loader(dataset: Any, task: Task, cfg: RunConfig, *, train: bool) -> Dat
     )
 
 
-def make_accelerator(seed: int) -> Any:
+def make_accelerator(seed: int, trackers: Sequence[Any] = ()) -> Any:
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
 
     loader_cfg = DataLoaderConfiguration(
         use_seedable_sampler=True, data_seed=seed, even_batches=False
     )
-    return Accelerator(dataloader_config=loader_cfg)
+    return Accelerator(dataloader_config=loader_cfg, log_with=list(trackers) or None)
 
 
 @torch.no_grad()
@@ -147,6 +148,7 @@ class Trainer:
         }  # fmt: skip
         self.status = "running"
         self.peak_rss_mb = 0.0
+        self.tracking = False  # log_with= trackers started (setup)
 
     # --- setup ----------------------------------------------------------------------------------
     def setup(self, resume: bool) -> None:
@@ -177,7 +179,11 @@ class Trainer:
         self.numerics = self._numerics(model, state)
         if self.numerics.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.accelerator = acc = make_accelerator(cfg.train.seed)
+        trackers = make_trackers(cfg, self.run_dir)
+        self.accelerator = acc = make_accelerator(cfg.train.seed, trackers)
+        self.tracking = bool(trackers)
+        if trackers:
+            acc.init_trackers(f"viewfinder-{task.name}", config=flat_config(cfg))
         model = task.training_model(model, self.numerics, acc.device)
         if cfg.train.compile:
             model.compile()  # in place: state_dict keys and checkpoints stay unchanged
@@ -348,6 +354,8 @@ class Trainer:
         if self.accelerator.is_main_process:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+        if self.tracking:
+            self.accelerator.log(epoch_values(record), step=epoch + 1)
         self._emit("on_epoch_end", record)
         patience = self.cfg.train.early_stopping_patience
         return bool(current is not None and patience and self.progress["bad_epochs"] >= patience)
@@ -412,6 +420,9 @@ class Trainer:
                 self.status = "failed"
                 self.save_checkpoint("last")
                 raise
+            finally:
+                if self.tracking:
+                    self.accelerator.end_training()
         return self.status
 
 

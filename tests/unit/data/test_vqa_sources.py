@@ -163,3 +163,12 @@ def test_image_grouped_sampler_keeps_an_images_questions_together():
     assert all(images.index(i) + images.count(i) - 1 == max(
         k for k, x in enumerate(images) if x == i) for i in set(images))  # fmt: skip
     assert order == list(sampler)  # a pure function of (seed, epoch)
+
+
+def test_split_file_keeps_absolute_image_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    record = QuestionRecord("q1", "img", Path("data/images/img.png"), "What?", ("red",))
+    write_vqa_split(tmp_path / "split.csv", {"train": [record], "val": [], "test": []})
+    monkeypatch.chdir(tmp_path.parent)  # evaluate from another folder finds the image
+    (read,) = read_vqa_split(tmp_path / "split.csv")["train"]
+    assert read.path == tmp_path / "data" / "images" / "img.png"
