@@ -201,10 +201,15 @@ def test_serving_a_fold_set_answers_as_its_ensemble(fold_set, demo_data, tmp_pat
     folder.mkdir()
     (folder / image.name).write_bytes(image.read_bytes())
     row = _rows(fold_set.predict(data=str(folder), out=tmp_path / "one.csv", probabilities=True))[0]
-    served = load_runs([str(fold_set.path)])
+    folds = ",".join(str(r.path) for r in fold_set.runs)
+    served = load_runs([str(fold_set.path), f"ens={folds}"])  # the fold set; its folds, named
     assert served[0].info["members"] == FOLDS and served[0].info["tta"] == ["identity", "hflip"]
+    assert served[1].name == "ens" and served[1].info["members"] == FOLDS
     with TestClient(create_app(served)) as client:
-        answer = client.post("/v1/predict", files={"image": ("a.png", image.read_bytes())}).json()
-    assert answer["prediction"]["label"] == row["label"]
-    for item in answer["top_k"]:
-        assert item["probability"] == pytest.approx(float(row[f"prob_{item['label']}"]), abs=2e-6)
+        for name in (served[0].name, "ens"):
+            answer = client.post(f"/v1/runs/{name}/predict",
+                                 files={"image": ("a.png", image.read_bytes())}).json()  # fmt: skip
+            assert answer["prediction"]["label"] == row["label"]
+            for item in answer["top_k"]:
+                expected = float(row[f"prob_{item['label']}"])
+                assert item["probability"] == pytest.approx(expected, abs=2e-6)

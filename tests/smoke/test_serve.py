@@ -224,3 +224,10 @@ def test_serve_cli_rejects_bad_runs_in_one_line(tmp_path, runs):
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     twice = run_cli("serve", str(runs["iqa"]), str(runs["iqa"]), cwd=tmp_path)
     assert twice.returncode == 2 and "NAME=" in twice.stderr
+
+
+def test_an_ensemble_of_runs_of_several_tasks_is_refused(runs):
+    from viewfinder.errors import UserError
+
+    with pytest.raises(UserError, match="only classification runs"):
+        load_runs([f"mixed={runs['classify']},{runs['iqa']}"])

@@ -6,8 +6,9 @@ cache stores files (``decode_resized``), the task turns them into the items its 
 ``postprocess`` are the very functions ``predict`` calls. So a served answer equals the
 submission row ``predict`` writes for the same file (tested).
 
-A fold set is served as the ensemble ``predict`` makes of it (mean class probabilities); other
-tasks' fold sets, and runs of several tasks under one name, are refused in one line.
+A fold set, or several classification runs under one name (``serve ens=RUN_A,RUN_B``), is served
+as the ensemble ``predict`` makes of them (mean class probabilities); other tasks' fold sets, and
+runs of several tasks under one name, are refused in one line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,22 +99,36 @@ def _forward(member: Member, images: list[np.ndarray], fields: list[dict[str, st
     return out, batch
 
 
-def load_served(path: str | Path, *, name: str | None = None, runtime: str = "torch") -> ServedRun:
-    """Load a run folder or fold set for serving (one-line errors for anything else)."""
-    from viewfinder.experiments.ensemble import fold_runs, is_fold_set
+def load_served(
+    paths: str | Path | Sequence[str | Path], *, name: str | None = None, runtime: str = "torch"
+) -> ServedRun:
+    """Load a run folder, a fold set, or several classification runs as one ensemble (mean
+    class probabilities, as ``predict RUN RUN...``); one-line errors for anything else."""
+    from viewfinder.experiments.ensemble import expand_members
 
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: run folder not found")
-    paths = fold_runs(path) if is_fold_set(path) else [path]
-    members = [_load_member(p, runtime) for p in paths]
-    tasks = {m.task.name for m in members}
-    if len(paths) > 1 and (tasks != {"classify"}):
-        raise UserError(f"{path}: only classification fold sets are served as one model; "
-                        "serve one fold run")  # fmt: skip
-    served = ServedRun(name or _default_name(path), path, members, runtime)
+    given = [Path(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
+    for path in given:
+        if not path.exists():
+            raise UserError(f"{path}: run folder not found")
+    members = [_load_member(p, runtime) for p, _ in expand_members(given)]
+    if len(members) > 1:
+        _check_ensemble(given, members)
+    first = given[0]
+    served = ServedRun(name or _default_name(first), first, members, runtime)
     served.info = run_info(served)
     return served
+
+
+def _check_ensemble(given: list[Path], members: list[Member]) -> None:
+    where = ", ".join(map(str, given))
+    if {m.task.name for m in members} != {"classify"}:
+        raise UserError(f"{where}: only classification runs are served as one ensemble; "
+                        "serve each run under its own name")  # fmt: skip
+    classes = members[0].task.classes
+    for member in members[1:]:
+        if member.task.classes != classes:
+            raise UserError(f"{member.path}: its classes differ from {members[0].path}'s; "
+                            "ensemble members must share the class list")  # fmt: skip
 
 
 def _load_member(path: Path, runtime: str) -> Member:

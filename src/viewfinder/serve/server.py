@@ -14,7 +14,8 @@ API_KEY_ENV = "VIEWFINDER_API_KEY"
 
 
 def load_runs(specs: list[str], runtime: str = "torch") -> list[ServedRun]:
-    """``PATH`` or ``NAME=PATH`` per run; names (default: the folder's) must differ."""
+    """``PATH`` or ``NAME=PATH`` per run, ``NAME=PATH,PATH`` for an ensemble; names (default:
+    the first folder's) must differ."""
     if not specs:
         raise UserError("name at least one run folder: viewfinder serve RUN [NAME=RUN ...]")
     runs: list[ServedRun] = []
@@ -22,7 +23,8 @@ def load_runs(specs: list[str], runtime: str = "torch") -> list[ServedRun]:
         name, sep, path = spec.partition("=")
         if not sep or Path(spec).exists():
             name, path = None, spec
-        served = load_served(Path(path), name=name, runtime=runtime)
+        parts = [path] if Path(path).exists() else [p for p in path.split(",") if p]
+        served = load_served(parts, name=name, runtime=runtime)
         if any(r.name == served.name for r in runs):
             raise UserError(f"two runs are named {served.name!r}; name them: NAME={path}")
         runs.append(served)
