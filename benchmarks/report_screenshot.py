@@ -13,30 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
-
-
-def open_browser(width: int, height: int) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (browser and driver):
-        sys.exit("no chromium/chromedriver on PATH: apt-get install chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--hide-scrollbars"):  # fmt: skip
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # an explicit driver path: Selenium Manager is skipped (it would download one)
-    chrome = webdriver.Chrome(options=options, service=Service(executable_path=driver))
-    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
-    chrome.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
-    return chrome
 
 
 def main() -> None:
@@ -47,7 +26,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1400)
     parser.add_argument("--expand", type=int, default=0, help="Open the first N run sections.")
     args = parser.parse_args()
-    chrome = open_browser(args.width, args.height)
+    chrome = open_browser_or_exit(args.width, args.height)
     try:
         chrome.get(args.report.resolve().as_uri())
         chrome.execute_script(
@@ -61,6 +40,16 @@ def main() -> None:
     finally:
         chrome.quit()
     print(json.dumps({"screenshot": str(args.out), "page_height": height, "errors": errors}))
+
+
+def open_browser_or_exit(width: int, height: int) -> Any:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/
+    from tests.browser import headless_chromium
+
+    try:
+        return headless_chromium(width, height)
+    except RuntimeError as err:
+        sys.exit(str(err))
 
 
 if __name__ == "__main__":

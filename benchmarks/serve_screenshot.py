@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import socket
 import sys
 import threading
@@ -47,29 +46,6 @@ def start_server(spec: str) -> tuple[str, Any, threading.Thread]:
     return f"http://127.0.0.1:{port}", server, thread
 
 
-def open_browser(width: int, height: int) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (browser and driver):
-        sys.exit("no chromium/chromedriver on PATH: apt-get install chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--hide-scrollbars"):  # fmt: skip
-        options.add_argument(arg)
-    chrome = webdriver.Chrome(options=options, service=Service(executable_path=driver))
-    set_viewport(chrome, width, height)
-    return chrome
-
-
-def set_viewport(chrome: Any, width: int, height: int) -> None:
-    """An exact CSS-pixel viewport (a headless window's size includes its hidden browser UI)."""
-    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
-    chrome.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
-
-
 def screenshot(
     spec: str, image: Path, question: str | None, out: Path, size: tuple[int, int]
 ) -> dict[str, str]:
@@ -78,7 +54,7 @@ def screenshot(
     from selenium.webdriver.support.ui import WebDriverWait
 
     url, server, thread = start_server(spec)
-    chrome = open_browser(*size)
+    chrome = open_browser_or_exit(*size)
     try:
         chrome.get(url + "/")
         wait = WebDriverWait(chrome, WAIT_S)
@@ -97,7 +73,7 @@ def screenshot(
                  for e in chrome.find_elements(By.CSS_SELECTOR, "[id^=prediction-]")}  # fmt: skip
         chrome.execute_script("document.activeElement.blur()")  # no focus ring in the picture
         full = chrome.execute_script("return document.documentElement.scrollHeight")
-        set_viewport(chrome, size[0], max(size[1], int(full)))
+        _viewport(chrome, size[0], max(size[1], int(full)))
         out.parent.mkdir(parents=True, exist_ok=True)
         if not chrome.save_screenshot(str(out)):
             sys.exit(f"{out}: the screenshot was not written")
@@ -121,6 +97,22 @@ def main() -> None:
         sys.exit(f"{args.image}: image not found")
     shown = screenshot(args.run, args.image, args.question, args.out, (args.width, args.height))
     print(json.dumps({"out": str(args.out), "prediction": shown}))
+
+
+def open_browser_or_exit(width: int, height: int) -> Any:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/
+    from tests.browser import headless_chromium
+
+    try:
+        return headless_chromium(width, height)
+    except RuntimeError as err:
+        sys.exit(str(err))
+
+
+def _viewport(chrome: Any, width: int, height: int) -> None:
+    from tests.browser import set_viewport
+
+    set_viewport(chrome, width, height)
 
 
 if __name__ == "__main__":

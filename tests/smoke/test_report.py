@@ -10,7 +10,6 @@ nothing is downloaded. Without a browser the browser test skips, saying what to 
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,11 @@ from typing import Any
 import pytest
 
 import viewfinder
+from tests.browser import BROWSER, DRIVER, NO_BROWSER, headless_chromium
 from tests.helpers import run_cli
 from tests.smoke.conftest import FAST
 from viewfinder.report import build_report
 
-BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-NO_BROWSER = (
-    "no headless browser: install Debian's chromium and chromium-driver "
-    "(apt-get install chromium chromium-driver) to run the report's browser test"
-)
 TASK_IDS = ("classify", "iqa-caption", "vqa")
 
 pytestmark = pytest.mark.slow
@@ -93,18 +87,7 @@ def test_cli_writes_the_named_file(runs: Path, tmp_path: Path) -> None:
 def driver() -> Iterator[Any]:
     if not (BROWSER and DRIVER):
         pytest.skip(NO_BROWSER)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = BROWSER
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,900"):  # fmt: skip
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # an explicit driver path: Selenium Manager is skipped (it would download one)
-    browser = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
-    browser.set_page_load_timeout(30)
+    browser = headless_chromium(1280, 900)
     yield browser
     browser.quit()
 

@@ -10,7 +10,6 @@ loopback port. Without a browser the module skips, saying what to install.
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import threading
 import time
@@ -23,14 +22,9 @@ import httpx
 import pytest
 
 import viewfinder
+from tests.browser import BROWSER, DRIVER, NO_BROWSER, headless_chromium
 from tests.smoke.conftest import FAST
 
-BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-NO_BROWSER = (
-    "no headless browser: install Debian's chromium and chromium-driver "
-    "(apt-get install chromium chromium-driver) to run the browser test"
-)
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (BROWSER and DRIVER), reason=NO_BROWSER)]
 
 WAIT_S = 30  # bounds every wait on the page
@@ -58,18 +52,7 @@ def image(demo_data) -> Path:
 
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = BROWSER
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1100,700"):  # fmt: skip
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # an explicit driver path: Selenium Manager is skipped (it would download one)
-    browser = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
-    browser.set_page_load_timeout(WAIT_S)
+    browser = headless_chromium(1100, 700, timeout_s=WAIT_S)
     yield browser
     browser.quit()
 
