@@ -15,7 +15,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/
+from tests.browser import headless_chromium_or_exit  # noqa: E402
 
 
 def main() -> None:
@@ -26,7 +28,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1400)
     parser.add_argument("--expand", type=int, default=0, help="Open the first N run sections.")
     args = parser.parse_args()
-    chrome = open_browser_or_exit(args.width, args.height)
+    chrome = headless_chromium_or_exit(args.width, args.height)
     try:
         chrome.get(args.report.resolve().as_uri())
         chrome.execute_script(
@@ -40,16 +42,6 @@ def main() -> None:
     finally:
         chrome.quit()
     print(json.dumps({"screenshot": str(args.out), "page_height": height, "errors": errors}))
-
-
-def open_browser_or_exit(width: int, height: int) -> Any:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/
-    from tests.browser import headless_chromium
-
-    try:
-        return headless_chromium(width, height)
-    except RuntimeError as err:
-        sys.exit(str(err))
 
 
 if __name__ == "__main__":

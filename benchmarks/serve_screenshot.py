@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/
+from tests.browser import headless_chromium_or_exit, set_viewport  # noqa: E402
+
 WAIT_S = 60
 
 
@@ -54,7 +57,7 @@ def screenshot(
     from selenium.webdriver.support.ui import WebDriverWait
 
     url, server, thread = start_server(spec)
-    chrome = open_browser_or_exit(*size)
+    chrome = headless_chromium_or_exit(*size)
     try:
         chrome.get(url + "/")
         wait = WebDriverWait(chrome, WAIT_S)
@@ -73,7 +76,7 @@ def screenshot(
                  for e in chrome.find_elements(By.CSS_SELECTOR, "[id^=prediction-]")}  # fmt: skip
         chrome.execute_script("document.activeElement.blur()")  # no focus ring in the picture
         full = chrome.execute_script("return document.documentElement.scrollHeight")
-        _viewport(chrome, size[0], max(size[1], int(full)))
+        set_viewport(chrome, size[0], max(size[1], int(full)))
         out.parent.mkdir(parents=True, exist_ok=True)
         if not chrome.save_screenshot(str(out)):
             sys.exit(f"{out}: the screenshot was not written")
@@ -97,22 +100,6 @@ def main() -> None:
         sys.exit(f"{args.image}: image not found")
     shown = screenshot(args.run, args.image, args.question, args.out, (args.width, args.height))
     print(json.dumps({"out": str(args.out), "prediction": shown}))
-
-
-def open_browser_or_exit(width: int, height: int) -> Any:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/
-    from tests.browser import headless_chromium
-
-    try:
-        return headless_chromium(width, height)
-    except RuntimeError as err:
-        sys.exit(str(err))
-
-
-def _viewport(chrome: Any, width: int, height: int) -> None:
-    from tests.browser import set_viewport
-
-    set_viewport(chrome, width, height)
 
 
 if __name__ == "__main__":

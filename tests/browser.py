@@ -38,3 +38,13 @@ def headless_chromium(width: int, height: int, *, timeout_s: float = 30.0) -> An
 def set_viewport(chrome: Any, width: int, height: int) -> None:
     metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
     chrome.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+
+def headless_chromium_or_exit(width: int, height: int) -> Any:
+    """``headless_chromium`` for scripts: no browser exits with the install command."""
+    import sys
+
+    try:
+        return headless_chromium(width, height)
+    except RuntimeError as err:
+        sys.exit(str(err))
