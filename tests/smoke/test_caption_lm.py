@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,14 @@ def tiny_lm(demo_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_lm(tmp_path_factory.mktemp("lm") / "tiny-gpt2", texts, vocab=400)
 
 
-def test_train_evaluate_predict_with_an_lm_decoder(demo_data, runs_dir, tiny_lm):
+def test_train_evaluate_predict_with_an_lm_decoder(demo_data, runs_dir, tiny_lm, tmp_path):
+    lm = tmp_path / "lm"
+    shutil.copytree(tiny_lm, lm)
     run = viewfinder.train("caption", data=str(demo_data.caption), model="cnn",
-                           decoder=f"hf:{tiny_lm}", scorer="python", beam_size=2,
+                           decoder=f"hf:{lm}", scorer="python", beam_size=2,
                            output_dir=str(runs_dir), progress=False, **FAST)  # fmt: skip
+    assert (run.path / "decoder" / "config.json").is_file()
+    shutil.rmtree(lm)  # evaluate and predict rebuild the LM from the run folder alone
     summary = run.summary
     assert summary["status"] == "completed" and summary["monitor"] == "cider_d"
     state = json.loads((run.path / "caption.json").read_text())

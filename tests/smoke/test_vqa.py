@@ -67,6 +67,25 @@ def test_generative_with_frozen_grid(demo_data, runs_dir):
     assert len(rows) == len(_rows(demo_data.vqa / "test.csv"))
 
 
+def test_generative_with_an_lm_decoder_answers_without_its_folder(demo_data, runs_dir, tmp_path):
+    """``decoder=hf:FOLDER`` (a tiny random GPT-2 with a BPE trained on the answers): the run
+    keeps the LM's config, so evaluate and predict work after the folder is gone."""
+    import shutil
+
+    from tests.unit.models.test_lm import make_tiny_lm
+
+    answers = [r["answer"] for r in _rows(demo_data.vqa / "train.csv")]
+    lm = make_tiny_lm(tmp_path / "lm", answers, vocab=300)
+    run = viewfinder.train("vqa", data=str(demo_data.vqa), model="cnn", answerer="generative",
+                           decoder=f"hf:{lm}", min_count=1, output_dir=str(runs_dir),
+                           progress=False, **FAST)  # fmt: skip
+    assert (run.path / "bpe.json").is_file() and (run.path / "decoder" / "config.json").is_file()
+    shutil.rmtree(lm)
+    assert 0.0 <= run.evaluate()["accuracy"] <= 1.0
+    rows = _rows(run.predict(out=runs_dir / "lm.csv"))
+    assert len(rows) == len(_rows(demo_data.vqa / "test.csv"))
+
+
 def test_filters_and_transformer_question_encoder(demo_data, runs_dir):
     run = viewfinder.train("vqa", data=str(demo_data.vqa / "train.csv"), model="cnn",
                            answer_type="yes/no", question_encoder="transformer",

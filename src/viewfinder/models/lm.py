@@ -119,14 +119,51 @@ def _unpack(state: dict[str, torch.Tensor]) -> tuple[Any, int]:
     return DynamicCache(ddp_cache_data=pairs), pairs[0][0].shape[-2]
 
 
+RUN_LM_FOLDER = "decoder"  # a run folder's copy of the LM's config.json (no weights)
+_WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.msgpack", "*.h5")
+
+
+def save_lm_config(source: str, run_dir: Path) -> None:
+    """The LM's ``config.json`` into ``RUN/decoder/``: evaluate, predict and serve rebuild the
+    architecture from it (the run's checkpoint holds every weight), offline and without the
+    original folder."""
+    from transformers import AutoConfig
+
+    folder = Path(source).expanduser()
+    try:
+        config = AutoConfig.from_pretrained(str(folder) if folder.is_dir() else source)
+    except (OSError, ValueError):
+        return  # load_lm says why, in one line, when the decoder is built
+    config.save_pretrained(str(run_dir / RUN_LM_FOLDER))
+
+
+def run_lm_decoder(run_dir: Path) -> str | None:
+    """``hf:RUN/decoder`` when the run saved its LM's config (``save_lm_config``), else None."""
+    folder = run_dir / RUN_LM_FOLDER
+    return f"hf:{folder}" if (folder / "config.json").is_file() else None
+
+
+def loaded_model_config(model_cfg: Any, run_dir: Path) -> Any:
+    """``model_cfg`` as a finished run rebuilds it: an LM decoder from the run's own copy of its
+    config (``save_lm_config``), so evaluate, predict and serve need neither the hub nor the
+    original folder; any other decoder unchanged."""
+    local = run_lm_decoder(run_dir)
+    if local is None or lm_source(model_cfg.decoder) is None:
+        return model_cfg
+    return model_cfg.model_copy(update={"decoder": local})
+
+
 def load_lm(source: str) -> nn.Module:
-    """``AutoModelForCausalLM`` from a folder or the hub; failures are one line."""
-    from transformers import AutoModelForCausalLM
+    """``AutoModelForCausalLM`` from a folder or the hub; failures are one line. A folder with a
+    ``config.json`` and no weights (a run folder's copy) gives the architecture alone."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     folder = Path(source).expanduser()
     if not folder.is_dir() and source.startswith((".", "/", "~")):
         raise UserError(f"model.decoder=hf:{source}: folder not found")
     try:
+        if folder.is_dir() and not any(next(folder.glob(p), None) for p in _WEIGHT_FILES):
+            return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(folder)))
         return AutoModelForCausalLM.from_pretrained(str(folder) if folder.is_dir() else source)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -52,6 +52,7 @@ from viewfinder.metrics.captions import (
     warm_up_meteor,
 )
 from viewfinder.models.decoding import DecodeSettings
+from viewfinder.models.lm import loaded_model_config
 from viewfinder.tasks.image import ImageTask
 
 GRID_IMAGES = 12  # images in the evaluation's caption grid
@@ -67,11 +68,12 @@ class CaptionText:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.vocab: Vocabulary | BPETokenizer | None = None
         self.text_column = "caption"
+        self.model_cfg = cfg.model  # load(): an LM decoder is rebuilt from the run folder
 
     def _tokenizer(self, texts: list[str]) -> Vocabulary | BPETokenizer:
         """Words of the training captions for the decoders trained from scratch; a Hugging Face
         LM's own BPE for an LM decoder (``text.tokenizer=auto`` picks)."""
-        from viewfinder.models.lm import lm_source
+        from viewfinder.models.lm import lm_source, save_lm_config
 
         t, decoder = self.cfg.text, self.cfg.model.decoder
         source = lm_source(decoder)
@@ -84,7 +86,9 @@ class CaptionText:
         if t.tokenizer == "word":
             raise UserError(f"text.tokenizer=word does not fit model.decoder={decoder}: an LM "
                             "reads its own BPE; use tokenizer=auto or bpe")  # fmt: skip
-        return BPETokenizer.from_pretrained(source)
+        tokenizer = BPETokenizer.from_pretrained(source)
+        save_lm_config(source, self.run_dir)
+        return tokenizer
 
     def build(self, records: list[QualityRecord], text_column: str) -> dict[str, Any]:
         """The vocabulary of the training captions, saved; facts for the run summary."""
@@ -114,6 +118,7 @@ class CaptionText:
         self.text_column, kind = state["text_column"], state.get("tokenizer", "word")
         loader = BPETokenizer if kind == "bpe" else Vocabulary
         self.vocab = loader.load(self.run_dir / TOKENIZER_FILES[kind])
+        self.model_cfg = loaded_model_config(self.cfg.model, self.run_dir)
 
     def training_model(
         self, task: ImageTask, model: nn.Module, numerics: Any, device: torch.device
@@ -218,7 +223,7 @@ class CaptionedImages:
         from viewfinder.models.text import build_captioner
 
         text, cfg = self.text, self.cfg
-        model, note = build_captioner(cfg.model, len(text.vocab), cfg.text.max_length,
+        model, note = build_captioner(text.model_cfg, len(text.vocab), cfg.text.max_length,
                                       with_mos=self.with_mos)  # fmt: skip
         return model, self.prepare_image_model(model, note)
 

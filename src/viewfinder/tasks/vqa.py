@@ -51,6 +51,7 @@ from viewfinder.errors import UserError
 from viewfinder.metrics.vqa import METRIC_NAMES, VQAMetrics, majority_baseline, write_vqa_report
 from viewfinder.models.decoding import DecodeSettings
 from viewfinder.models.hf_encoder import encoder_source, save_encoder_config
+from viewfinder.models.lm import loaded_model_config
 from viewfinder.tasks.image import ImageTask
 
 STATE = "vqa.json"
@@ -78,6 +79,7 @@ class VQATask(ImageTask):
         super().__init__(cfg, run_dir)
         self.splits: dict[str, list[QuestionRecord]] = {}
         self.questions: Vocabulary | EncoderTokenizer | None = None
+        self.model_cfg: Any = None  # load(): the model config a finished run rebuilds from
         self.question_source: tuple[str, bool] | None = None  # hf: where to build it, pretrained?
         self.answers: AnswerVocab | None = None  # classifier
         self.answer_words: Vocabulary | BPETokenizer | None = None  # generative
@@ -177,10 +179,11 @@ class VQATask(ImageTask):
 
     def _answer_tokenizer(self, texts: list[str]) -> Vocabulary | BPETokenizer:
         """Words of the training answers (every word kept), or an LM decoder's own BPE."""
-        from viewfinder.models.lm import lm_source
+        from viewfinder.models.lm import lm_source, save_lm_config
 
         source = lm_source(self.cfg.model.decoder)
         if source is not None:
+            save_lm_config(source, self.run_dir)
             tokenizer = BPETokenizer.from_pretrained(source)
             tokenizer.save(self.run_dir / "bpe.json")
             return tokenizer
@@ -208,6 +211,7 @@ class VQATask(ImageTask):
             )
         else:
             self.answers = AnswerVocab.load(self.run_dir / "answers.json")
+        self.model_cfg = loaded_model_config(self.cfg.model, self.run_dir)  # an LM decoder
         split = self.run_dir / "split.csv"
         self.splits = read_vqa_split(split) if split.is_file() else {}
 
@@ -288,7 +292,8 @@ class VQATask(ImageTask):
         t, words = self.cfg.text, self.answer_words
         source, pretrained = self.question_source or (None, False)
         model, note = build_vqa_model(
-            self.cfg.model, question_vocab=len(self.questions), pad=self.questions.pad,
+            self.model_cfg or self.cfg.model, question_vocab=len(self.questions),
+            pad=self.questions.pad,
             question_length=t.max_length, answers=len(self.answers) if self.answers else 1,
             answer_vocab=len(words) if words else 1, answer_length=t.answer_length,
             question_source=source, question_pretrained=pretrained,
