@@ -44,7 +44,8 @@ class Batcher:
         self._queue: asyncio.Queue[Pending] | None = None
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="viewfinder-infer")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="viewfinder-infer",
+                                          initializer=_inference_thread)  # fmt: skip
         self.arriving = 0  # requests being read and decoded: worth waiting for
         self.batches, self.images = 0, 0  # served so far (the /health figures)
 
@@ -116,3 +117,11 @@ class Batcher:
         if self._task is not None:
             self._task.cancel()
         self._thread.shutdown(wait=False)
+
+
+def _inference_thread() -> None:
+    """The inference thread keeps autocast's cast weights for its whole life: entered here,
+    never left (``training/precision.py keep_cast_weights``)."""
+    from viewfinder.training.precision import keep_cast_weights
+
+    keep_cast_weights().__enter__()

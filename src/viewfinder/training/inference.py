@@ -27,6 +27,7 @@ from viewfinder.training.precision import (
     Numerics,
     autocast,
     cpu_supports_bf16,
+    keep_cast_weights,
     prepare_batch,
     select_numerics,
 )
@@ -164,6 +165,10 @@ class InferenceSession:
         self.skipped: list[Any] = []
 
     def batches(self) -> Iterator[tuple[dict[str, Any], dict[str, torch.Tensor]]]:
+        with keep_cast_weights():
+            yield from self._batches()
+
+    def _batches(self) -> Iterator[tuple[dict[str, Any], dict[str, torch.Tensor]]]:
         seen: set[int] = set()
         for batch in track(self.loader, len(self.loader), f"predicting {self.name}"):
             if batch is None:
