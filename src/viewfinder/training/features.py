@@ -40,9 +40,15 @@ def weights_digest(module: torch.nn.Module, skip: torch.nn.Module | None = None)
     return digest.hexdigest()
 
 
+# Part of every feature-cache key: raise it whenever the code that computes features changes
+# (``frozen_parts``, a model's ``features_for_head``), so no cache written by older code is read.
+FEATURES_VERSION = 1
+
+
 def feature_key(model: torch.nn.Module, paths: Sequence[Path], spec: dict[str, Any]) -> str:
     digest = hashlib.sha1(weights_digest(model, skip=frozen_parts(model)[1]).encode())
-    digest.update(json.dumps(spec, sort_keys=True).encode())
+    digest.update(json.dumps({**spec, "features_version": FEATURES_VERSION},
+                             sort_keys=True).encode())  # fmt: skip
     for path in paths:
         digest.update(file_key(path).encode())
     return digest.hexdigest()

@@ -212,3 +212,15 @@ def test_resumed_optimizer_state_keeps_channels_last_layout(tmp_path):
     opt.step()
     opt2.step()
     torch.testing.assert_close(conv2.weight, conv.weight, rtol=0, atol=0)
+
+
+def test_feature_cache_key_changes_with_the_feature_code_version(monkeypatch, tmp_path):
+    from viewfinder.models.backbones import PlainCNN
+    from viewfinder.training import features
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"x")
+    model = PlainCNN(num_classes=2)
+    before = features.feature_key(model, [image], {"model": "cnn:pooled"})
+    monkeypatch.setattr(features, "FEATURES_VERSION", features.FEATURES_VERSION + 1)
+    assert features.feature_key(model, [image], {"model": "cnn:pooled"}) != before
