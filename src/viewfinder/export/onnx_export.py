@@ -35,6 +35,7 @@ from torch import nn
 
 from viewfinder.errors import UserError
 from viewfinder.export.onnx_runtime import first_line, make_session
+from viewfinder.training.inference import inference_config, load_trained, weights_path
 
 FORMATS = ("onnx",)
 WHOLE_MODEL, IMAGE_ENCODER = "whole model", "image encoder"
@@ -93,7 +94,6 @@ def export_onnx(
     """Export a run's model (or image encoder) to ONNX and check it against PyTorch; see the
     module doc. ``out`` defaults to ``RUN/model.onnx``."""
     from viewfinder.api import Run
-    from viewfinder.training.inference import inference_config, load_trained
 
     run_dir = _check_run(Path(run_dir))
     cfg = inference_config(Run(run_dir).config)
@@ -107,7 +107,7 @@ def export_onnx(
     images, checked_on = check_inputs(task, check_images)
     proto, exporter = _export(module, images, names, opset)
     metadata = export_metadata(task, model, names, exporter, proto)
-    metadata["weights"] = _weights_file(run_dir)
+    metadata["weights"] = weights_path(run_dir).name
     partial = path.with_name(f".{path.stem}.partial.onnx")  # an earlier good file stays until
     _save(proto, metadata, partial, data_name=path.name + ".data")  # this one passes
     try:
@@ -138,14 +138,8 @@ def _check_run(path: Path) -> Path:
                         f"(e.g. viewfinder export {example})")  # fmt: skip
     if not (path / "config.yaml").is_file():
         raise UserError(f"{path}: not a run folder (config.yaml missing)")
-    if not any((path / f).is_file() for f in ("best.safetensors", "last.safetensors")):
-        raise UserError(f"{path}: the run has no weights yet (best.safetensors missing); finish "
-                        f"it with `viewfinder train --resume {path}`")  # fmt: skip
+    weights_path(path)  # one line when the run has no weights yet
     return path
-
-
-def _weights_file(run_dir: Path) -> str:
-    return "best.safetensors" if (run_dir / "best.safetensors").is_file() else "last.safetensors"
 
 
 class _QualityOutputs(nn.Module):

@@ -113,11 +113,6 @@ class Batcher:
             if not pending.future.done():  # a client that went away leaves a cancelled future
                 pending.future.set_result((row, timing))
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        self._thread.shutdown(wait=False)
-
 
 def _inference_thread() -> None:
     """The inference thread keeps autocast's cast weights for its whole life: entered here,

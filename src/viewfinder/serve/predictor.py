@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,19 +83,17 @@ class ServedRun:
 
 
 def _forward(member: Member, images: list[np.ndarray], fields: list[dict[str, str]]) -> tuple:
-    """One member's outputs over the batch (class probabilities when the run is an ensemble)."""
-    from viewfinder.training.inference import forward_views
+    """One member's outputs over the batch, and the batch (``predict``'s own ``forward_batch``)."""
+    from viewfinder.training.inference import forward_batch
 
     task = member.task
     dataset = task.request_dataset(images, fields)
     indices = list(range(len(dataset)))
     getitems = getattr(dataset, "__getitems__", None)
     batch = task.collate(getitems(indices) if getitems else [dataset[i] for i in indices])
-    device = next(member.model.parameters()).device
-    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-    out = forward_views(task, member.model, batch, member.views, member.numerics)["outputs"]
-    batch["records"] = [dataset.records[int(i)] for i in batch["index"]]
-    return out, batch
+    batch, out = forward_batch(task, member.model, batch, member.views, member.numerics,
+                               dataset.records)  # fmt: skip
+    return out["outputs"], batch
 
 
 def load_served(
@@ -135,11 +132,8 @@ def _load_member(path: Path, runtime: str) -> Member:
     from viewfinder.api import Run
     from viewfinder.training.inference import load_trained, resolve_tta
 
-    run = Run(path)
-    cfg = run.config
-    if not any((path / f).is_file() for f in ("best.safetensors", "last.safetensors")):
-        raise UserError(f"{path}: the run has no weights yet (best.safetensors missing)")
-    task, model, numerics, _ = load_trained(path, cfg)
+    cfg = Run(path).config
+    task, model, numerics, _ = load_trained(path, cfg)  # one line when it has no weights
     if runtime == "onnx":
         model = _onnx_model(path, task)
     elif runtime != "torch":
@@ -220,10 +214,3 @@ def shape_result(served: ServedRun, row: dict[str, Any], top_k: int) -> dict[str
         probs.sort(key=lambda kv: -kv[1])
         result["top_k"] = [{"label": c, "probability": round(p, 6)} for c, p in probs[:top_k]]
     return result
-
-
-def timed(fn: Any, *args: Any) -> tuple[Any, float]:
-    """``fn(*args)`` and its wall time in milliseconds."""
-    start = time.perf_counter()
-    value = fn(*args)
-    return value, (time.perf_counter() - start) * 1000

@@ -20,6 +20,7 @@ import torch
 
 from viewfinder.config import RunConfig
 from viewfinder.data.transforms import IDENTITY, tta_images, tta_views
+from viewfinder.errors import UserError
 from viewfinder.progress import track
 from viewfinder.training.checkpoint import load_weights_file
 from viewfinder.training.loop import make_loader
@@ -57,10 +58,7 @@ def load_trained(run_dir: Path, cfg: RunConfig) -> tuple[Any, torch.nn.Module, A
     task = get_task_class(cfg.task)(cfg, run_dir)
     task.load()
     model, _ = task.build_model()
-    weights = run_dir / "best.safetensors"
-    if not weights.is_file():
-        weights = run_dir / "last.safetensors"
-    load_weights_file(model, weights)
+    load_weights_file(model, weights_path(run_dir))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     numerics = trained_numerics(run_dir, device) or select_numerics(
         model, task, cfg, cuda=device.type == "cuda", measure=False
@@ -68,6 +66,15 @@ def load_trained(run_dir: Path, cfg: RunConfig) -> tuple[Any, torch.nn.Module, A
     if numerics.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return task, model.to(device).eval(), numerics, device
+
+
+def weights_path(run_dir: Path) -> Path:
+    """The run's ``best.safetensors``, else ``last.safetensors``; one line when it has neither."""
+    for name in ("best.safetensors", "last.safetensors"):
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise UserError(f"{run_dir}: the run has no weights yet (best.safetensors missing); finish "
+                    f"it with `viewfinder train --resume {run_dir}`")  # fmt: skip
 
 
 def inference_config(cfg: RunConfig) -> RunConfig:
@@ -138,6 +145,24 @@ def forward_views(
     return task.combine_views(outputs, batch)
 
 
+def forward_batch(
+    task: Any,
+    model: torch.nn.Module,
+    batch: dict[str, Any],
+    views: Sequence[str],
+    numerics: Any,
+    records: Sequence[Any],
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A collated batch moved to the model's device and through ``forward_views``; the batch
+    gains its ``records`` (what ``postprocess`` names rows by). Evaluate, predict and the HTTP
+    server all run batches through here."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    out = forward_views(task, model, batch, views, numerics)
+    batch["records"] = [records[int(i)] for i in batch["index"]]
+    return batch, out
+
+
 class InferenceSession:
     """A run's best model over one split or ``data``, batch by batch (TTA views averaged).
 
@@ -173,10 +198,9 @@ class InferenceSession:
         for batch in track(self.loader, len(self.loader), f"predicting {self.name}"):
             if batch is None:
                 continue
-            batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            out = forward_views(self.task, self.model, batch, self.views, self.numerics)
+            batch, out = forward_batch(self.task, self.model, batch, self.views, self.numerics,
+                                       self.dataset.records)  # fmt: skip
             seen.update(int(i) for i in batch["index"])
-            batch["records"] = [self.dataset.records[int(i)] for i in batch["index"]]
             yield batch, out
         records = self.dataset.records
         self.skipped = [r for i, r in enumerate(records) if i not in seen]

@@ -148,7 +148,6 @@ class Trainer:
         }  # fmt: skip
         self.status = "running"
         self.peak_rss_mb = 0.0
-        self.tracking = False  # log_with= trackers started (setup)
 
     # --- setup ----------------------------------------------------------------------------------
     def setup(self, resume: bool) -> None:
@@ -181,7 +180,6 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         trackers = make_trackers(cfg, self.run_dir)
         self.accelerator = acc = make_accelerator(cfg.train.seed, trackers)
-        self.tracking = bool(trackers)
         if trackers:
             acc.init_trackers(f"viewfinder-{task.name}", config=flat_config(cfg))
         model = task.training_model(model, self.numerics, acc.device)
@@ -354,7 +352,7 @@ class Trainer:
         if self.accelerator.is_main_process:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-        if self.tracking:
+        if self.accelerator.trackers:  # log_with= (training/trackers.py)
             self.accelerator.log(epoch_values(record), step=epoch + 1)
         self._emit("on_epoch_end", record)
         patience = self.cfg.train.early_stopping_patience
@@ -421,7 +419,7 @@ class Trainer:
                 self.save_checkpoint("last")
                 raise
             finally:
-                if self.tracking:
+                if self.accelerator.trackers:
                     self.accelerator.end_training()
         return self.status
 
