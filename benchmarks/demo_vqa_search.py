@@ -5,20 +5,34 @@ from scratch end to end, on a frozen random ``cnn``, and on the classifier's fro
 several sizes and fusions; prints test accuracy per answer type and per question type beside the
 majority-answer-per-question-type baseline, seconds per epoch and total seconds.
 
-    python benchmarks/demo_vqa_search.py OUT [--count 2000] [--skip NAME]
+    python benchmarks/demo_vqa_search.py OUT [--count 2000] [--skip NAME] [--ablation]
+
+``--ablation`` runs the demo recipe beside the same recipe with one piece put back as it was
+before the FiLM read-out change: the previous head (one FiLM block, colour and position
+normalised with the features, mean + max pooling), the previous batches (each image's questions
+together; frozen runs now shuffle questions freely), and the previous recipe as a whole (both,
+15 epochs without warm-up). These variants exist only here: they patch ``models.vqa.Fusion`` and
+``VQATask.train_sampler`` for their own row, so every row runs the same pipeline in one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 import viewfinder
+import viewfinder.models.vqa as vqa_models
 from viewfinder.data.demo import ensure_demo
+from viewfinder.data.questions import ImageGroupedSampler
 from viewfinder.demo import DEMO_RECIPE, VQA_RECIPE
 
 BASE = {"model": "cnn", "batch_size": 64, "learning_rate": 2e-3, "min_count": 1}
@@ -42,6 +56,56 @@ def recipes(weights: str) -> dict[str, dict[str, Any]]:
         "frozen demo classifier, 128 px, 25 epochs": {**frozen, "image_size": 128, "epochs": 25},
         "frozen demo classifier, 128 px, attention": {**frozen, "image_size": 128, "epochs": 20,
                                                       "fusion": "attention"},
+    }  # fmt: skip
+
+
+class PreviousFilm(vqa_models.Fusion):
+    """The FiLM fusion before the in-place read-out: one block, one LayerNorm over every grid
+    channel (colour and x, y included), then mean and max pooling over the cells."""
+
+    def __init__(self, kind: str, image_dim: int, dim: int, dropout: float, *a: Any, **k: Any):
+        super().__init__(kind, image_dim, dim, dropout)
+        if kind == "film":
+            self.cell = nn.Linear(image_dim, dim)
+            self.gamma_beta = nn.Linear(dim, 2 * dim)
+            self.cell2 = nn.Linear(dim, dim)
+            self.out = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU())
+            del self.blocks
+
+    def _film(self, grid, image_of, question, shape):  # noqa: ANN001, ARG002 (as the parent)
+        gamma, beta = self.gamma_beta(question)[:, None].chunk(2, dim=-1)
+        cells = torch.relu(self.cell(grid)[image_of] * (1 + gamma) + beta)
+        cells = torch.relu(self.cell2(cells)) + cells
+        pooled = torch.cat([cells.mean(dim=1), cells.amax(dim=1)], dim=1)
+        return self.out(self.drop(pooled))
+
+
+@contextlib.contextmanager
+def previous(head: bool, grouped: bool) -> Iterator[None]:
+    """Put the previous head and/or the previous image-grouped batches back for one row."""
+    from viewfinder.tasks.vqa import VQATask
+
+    fusion, sampler = vqa_models.Fusion, VQATask.train_sampler
+    if head:
+        vqa_models.Fusion = PreviousFilm
+    if grouped:
+        VQATask.train_sampler = lambda self, d: ImageGroupedSampler(d.image_of, seed=0)
+    try:
+        yield
+    finally:
+        vqa_models.Fusion, VQATask.train_sampler = fusion, sampler
+
+
+def ablation(weights: str) -> dict[str, tuple[dict[str, Any], bool, bool]]:
+    """name -> (recipe keys, previous head, previous batches)."""
+    demo = dict(VQA_RECIPE, weights=weights)
+    old = dict(demo, epochs=15, warmup_epochs=0)
+    return {
+        "demo recipe (FiLM x3, in-place read-out, questions shuffled)": (demo, False, False),
+        "the same, previous head (1 block, joint norm, mean + max)": (demo, True, False),
+        "the same, previous batches (an image's questions together)": (demo, False, True),
+        "the same, 30 epochs, warm-up 5": (dict(demo, epochs=30, warmup_epochs=5), False, False),
+        "previous demo recipe (previous head and batches, 15 epochs)": (old, True, True),
     }  # fmt: skip
 
 
@@ -87,6 +151,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--count", type=int, default=2000, help="demo images (the demo's 2000)")
     parser.add_argument("--skip", action="append", default=[], help="skip recipes naming this")
+    parser.add_argument("--ablation", action="store_true", help="the read-out ablation rows")
     args = parser.parse_args()
     paths = ensure_demo(args.out / "data", count=args.count, size=64)
     start = time.perf_counter()
@@ -97,10 +162,13 @@ def main() -> None:
                       "accuracy": classifier.summary["metrics"]["accuracy"]}))  # fmt: skip
     weights = str(classifier.path / "best.safetensors")
     rows = []
-    for name, keys in recipes(weights).items():
+    plan = ablation(weights) if args.ablation else {
+        name: (keys, False, False) for name, keys in recipes(weights).items()}  # fmt: skip
+    for name, (keys, head, grouped) in plan.items():
         if any(word in name for word in args.skip):
             continue
-        rows.append(measure(name, keys, paths.vqa, args.out))
+        with previous(head, grouped):
+            rows.append(measure(name, keys, paths.vqa, args.out))
         print(json.dumps(rows[-1]), flush=True)
     (args.out / "demo_vqa.json").write_text(json.dumps(rows, indent=1))
     print("\n" + table(rows))

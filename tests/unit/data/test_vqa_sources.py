@@ -165,6 +165,20 @@ def test_image_grouped_sampler_keeps_an_images_questions_together():
     assert order == list(sampler)  # a pure function of (seed, epoch)
 
 
+@pytest.mark.parametrize("frozen", [True, False])
+def test_questions_group_by_image_only_end_to_end(frozen):
+    """End to end the backbone runs once per image of a batch, so an image's questions travel
+    together; on cached grids that saves nothing, and questions are shuffled freely."""
+    from types import SimpleNamespace
+
+    from viewfinder.config import build_config
+    from viewfinder.tasks.vqa import VQATask
+
+    cfg = build_config("vqa", overrides={"model": "cnn", "freeze_backbone": frozen})
+    sampler = VQATask.train_sampler(SimpleNamespace(cfg=cfg), SimpleNamespace(image_of=[0, 0, 1]))
+    assert isinstance(sampler, ImageGroupedSampler) != frozen
+
+
 def test_split_file_keeps_absolute_image_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     record = QuestionRecord("q1", "img", Path("data/images/img.png"), "What?", ("red",))

@@ -36,6 +36,32 @@ def test_fusions_gather_images_per_question(kind):
     assert torch.allclose(out, again, atol=1e-5)
 
 
+def test_film_reads_the_cell_map_in_place():
+    """The same cells in another place answer differently ("is the star on the left?"), which
+    mean and max pooling could not tell apart; any grid size maps to the same read-out."""
+    torch.manual_seed(0)
+    fusion = Fusion("film", 10, 16, dropout=0.0, layers=2, extra=2).eval()
+    grid = torch.randn(1, 16, 10)
+    mirrored = grid.reshape(1, 4, 4, 10).flip(2).reshape(1, 16, 10)  # left and right swapped
+    question, one = torch.randn(1, 16), torch.tensor([0])
+    assert not torch.allclose(fusion(grid, one, question), fusion(mirrored, one, question))
+    wide = fusion(torch.randn(1, 12, 10), one, question, shape=(3, 4))  # not square: say so
+    tall = fusion(torch.randn(1, 49, 10), one, question)  # 7 x 7, pooled to 4 x 4
+    assert wide.shape == tall.shape == (1, 16)
+
+
+def test_colour_and_position_skip_the_feature_norm():
+    """Only the backbone channels are normalised: scaling them changes nothing, while the last
+    ``extra`` channels (colour, x, y) reach the fusion as they are."""
+    torch.manual_seed(0)
+    fusion = Fusion("film", 10, 16, dropout=0.0, extra=5).eval()
+    grid, question, one = torch.randn(1, 16, 10), torch.randn(1, 16), torch.tensor([0])
+    scaled = torch.cat([grid[..., :5] * 7.0, grid[..., 5:]], dim=-1)
+    assert torch.allclose(fusion(grid, one, question), fusion(scaled, one, question), atol=1e-4)
+    shifted = torch.cat([grid[..., :5], grid[..., 5:] + 1.0], dim=-1)
+    assert not torch.allclose(fusion(grid, one, question), fusion(shifted, one, question))
+
+
 def test_unknown_fusion_is_one_line():
     with pytest.raises(UserError, match="fusion='sum'"):
         Fusion("sum", 4, 4, 0.0)
