@@ -80,14 +80,22 @@ class PreviousFilm(vqa_models.Fusion):
         return self.out(self.drop(pooled))
 
 
+class JointNormFilm(vqa_models.Fusion):
+    """Today's FiLM head, but colour and x, y normalised together with the backbone channels."""
+
+    def __init__(self, *a: Any, **k: Any) -> None:
+        super().__init__(*a, **dict(k, extra=0))
+
+
 @contextlib.contextmanager
-def previous(head: bool, grouped: bool) -> Iterator[None]:
-    """Put the previous head and/or the previous image-grouped batches back for one row."""
+def previous(head: bool | str, grouped: bool) -> Iterator[None]:
+    """Put the previous head (``"norm"``: only its joint LayerNorm) and/or the previous
+    image-grouped batches back for one row."""
     from viewfinder.tasks.vqa import VQATask
 
     fusion, sampler = vqa_models.Fusion, VQATask.train_sampler
     if head:
-        vqa_models.Fusion = PreviousFilm
+        vqa_models.Fusion = JointNormFilm if head == "norm" else PreviousFilm
     if grouped:
         VQATask.train_sampler = lambda self, d: ImageGroupedSampler(d.image_of, seed=0)
     try:
@@ -96,14 +104,17 @@ def previous(head: bool, grouped: bool) -> Iterator[None]:
         vqa_models.Fusion, VQATask.train_sampler = fusion, sampler
 
 
-def ablation(weights: str) -> dict[str, tuple[dict[str, Any], bool, bool]]:
+def ablation(weights: str) -> dict[str, tuple[dict[str, Any], bool | str, bool]]:
     """name -> (recipe keys, previous head, previous batches)."""
     demo = dict(VQA_RECIPE, weights=weights)
     old = dict(demo, epochs=15, warmup_epochs=0)
     return {
-        "demo recipe (FiLM x3, in-place read-out, questions shuffled)": (demo, False, False),
+        "demo recipe (FiLM x2, in-place read-out, questions shuffled)": (demo, False, False),
+        "the same, 3 FiLM blocks": (dict(demo, fusion_layers=3), False, False),
         "the same, previous head (1 block, joint norm, mean + max)": (demo, True, False),
+        "the same, colour and position normalised with the features": (demo, "norm", False),
         "the same, previous batches (an image's questions together)": (demo, False, True),
+        "the same, 20 epochs, warm-up 3": (dict(demo, epochs=20, warmup_epochs=3), False, False),
         "the same, 30 epochs, warm-up 5": (dict(demo, epochs=30, warmup_epochs=5), False, False),
         "previous demo recipe (previous head and batches, 15 epochs)": (old, True, True),
     }  # fmt: skip

@@ -134,7 +134,7 @@ class ModelConfig(_Section):
     question_encoder: str = "gru"
     freeze_question_encoder: bool = True
     fusion: Literal["concat", "product", "attention", "film"] = "film"
-    fusion_layers: int = Field(3, ge=1)  # film: question-modulated residual blocks per cell
+    fusion_layers: int = Field(2, ge=1)  # film: question-modulated residual blocks per cell
     answer_vocab: int = Field(1000, ge=2)  # the classifier's answers: the K most frequent
 
     @field_validator("decoder")

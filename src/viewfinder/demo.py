@@ -68,17 +68,17 @@ QUALITY_RECIPE: dict[str, Any] = {
 # "what shape" 0.19); the demo's own cnn classifier already knows shapes, so its backbone is
 # frozen and its grid (plus each cell's colour) cached once, and only the head trains. The same
 # move a user makes with pretrained=true on their data. The FiLM head reads the cell map in
-# place, which is what answers "is the star on the left?" (0.58 -> 0.77; "where is" 0.63 ->
-# 0.87); it needs a few more epochs than the pooled head did: 20 with 3 of warm-up give 0.688
-# test accuracy (yes/no 0.784) for ~30 s more than the previous 15 (0.642); 30 epochs give 0.717
-# but cost another 20 s of the demo's 5 minutes.
+# place, which is what answers "is the star on the left?" and "where is the star?"; it needs a
+# few more epochs than the pooled head did: 16 with 2 of warm-up (measured in
+# docs/benchmarks.md, "the FiLM head reads the cell map in place"), ~10 s more than the previous
+# 15. 20-30 epochs score 0.02-0.05 more but cost 15-35 s of the demo's 5 minutes.
 VQA_RECIPE: dict[str, Any] = {
     "model": "cnn",
     "image_size": 64,
     "freeze_backbone": True,
     "decoder_dim": 128,
-    "epochs": 20,
-    "warmup_epochs": 3,
+    "epochs": 16,
+    "warmup_epochs": 2,
     "batch_size": 64,
     "learning_rate": 2e-3,
     "min_count": 1,

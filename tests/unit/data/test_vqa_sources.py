@@ -168,7 +168,7 @@ def test_image_grouped_sampler_keeps_an_images_questions_together():
 @pytest.mark.parametrize("frozen", [True, False])
 def test_questions_group_by_image_only_end_to_end(frozen):
     """End to end the backbone runs once per image of a batch, so an image's questions travel
-    together; on cached grids that saves nothing, and questions are shuffled freely."""
+    together; on cached grids that saves little, and questions are shuffled freely."""
     from types import SimpleNamespace
 
     from viewfinder.config import build_config
