@@ -7,10 +7,11 @@ the frozen-feature cache saves, in one run.
         --images /work/shared/data/daquar/images /tmp/vf-vqa
 
 Every row trains with ``viewfinder.train("vqa", ...)`` on the same split by image
-(``val_fraction=0.2 seed=0``: no image in both parts), batch 32 questions (each image's questions
-batched together), and is scored by ``run.evaluate(split="val")`` (the best checkpoint, from the
-images), which also scores the blind baseline: the most common training answer of each question
-type (the first two words), per answer type. DAQUAR has no yes/no questions: its answer types are
+(``val_fraction=0.2 seed=0``: no image in both parts), batch 32 questions (end to end each
+image's questions batched together; frozen rows shuffle questions freely), and is scored by
+``run.evaluate(split="val")`` (the best checkpoint, from the images), which also scores the
+blind baseline: the most common training answer of each question type (the first two words),
+per answer type. DAQUAR has no yes/no questions: its answer types are
 ``number`` (digits) and ``other`` (words, comma lists).
 1. classifier (top-K training answers), frozen ImageNet EfficientNet-Lite0 grid (the bench
    extra's checkpoint, 224 px, 7x7 cells) + FiLM fusion with a GRU question encoder;
