@@ -269,8 +269,8 @@ class VQATask(ImageTask):
     def train_sampler(self, dataset: Dataset) -> Any:
         """End to end, each image's questions in one batch (the backbone runs once per image).
         Frozen, a cached grid is cheap to repeat, so questions are shuffled freely: batches of
-        a few images' questions each were 10 % faster per epoch but scored 0.03 less on the demo
-        questions at equal epochs (docs/benchmarks.md)."""
+        a few images' questions each were 10-20 % faster per epoch but scored 0.01-0.03 less on
+        the demo questions at equal epochs (docs/benchmarks.md)."""
         if self.cfg.model.freeze_backbone:
             return None
         return ImageGroupedSampler(dataset.image_of, seed=self.cfg.train.seed)
