@@ -97,7 +97,9 @@ def previous(head: bool | str, grouped: bool) -> Iterator[None]:
     if head:
         vqa_models.Fusion = JointNormFilm if head == "norm" else PreviousFilm
     if grouped:
-        VQATask.train_sampler = lambda self, d: ImageGroupedSampler(d.image_of, seed=0)
+        VQATask.train_sampler = lambda self, d: ImageGroupedSampler(
+            d.image_of, seed=self.cfg.train.seed
+        )
     try:
         yield
     finally:

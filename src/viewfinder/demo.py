@@ -70,7 +70,7 @@ QUALITY_RECIPE: dict[str, Any] = {
 # move a user makes with pretrained=true on their data. The FiLM head reads the cell map in
 # place, which is what answers "is the star on the left?" and "where is the star?"; it needs a
 # few more epochs than the pooled head did: 16 with 2 of warm-up (measured in
-# docs/benchmarks.md, "the FiLM head reads the cell map in place"), ~10 s more than the previous
+# docs/benchmarks.md, "the FiLM head reads the cell map in place"), ~14 s more than the previous
 # 15. 20-30 epochs score 0.02-0.05 more but cost 15-35 s of the demo's 5 minutes.
 VQA_RECIPE: dict[str, Any] = {
     "model": "cnn",

@@ -291,7 +291,7 @@ def build_vqa_model(
     if spec.head != "linear" or len(spec.backbones) > 1:
         raise UserError(
             f"model {cfg.name!r}: VQA takes one backbone name; the head is "
-            "answerer=classifier|generative with fusion=concat|product|attention"
+            f"answerer=classifier|generative with fusion={'|'.join(FUSIONS)}"
         )
     backbone = create_backbone(spec.backbone, num_classes=0, pretrained=cfg.pretrained)
     image_dim = backbone.num_features + EXTRA_CHANNELS
