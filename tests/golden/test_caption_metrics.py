@@ -92,3 +92,22 @@ def test_constant_caption_floor_picks_the_best_single_caption():
     assert best == "a dark noisy photo"  # fits two images of three
     assert scores["distinct_captions"] == pytest.approx(1 / 3)
     assert scores["bleu_1"] > 0
+
+
+@needs_java
+def test_one_tokenizer_call_gives_the_tokens_of_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    from viewfinder.metrics import captions
+
+    refs = {"1": ["A red, blurry photo.", "Too dark!"], "2": ["It's sharp; colours pop."]}
+    preds = {"1": "a blurry photo", "2": "Sharp -- and bright!"}
+    separate = (
+        captions._tokenize(refs, True),
+        captions._tokenize({k: [v] for k, v in preds.items()}, True),
+    )
+    calls = []
+    real = captions._tokenize
+    monkeypatch.setattr(captions, "_tokenize", lambda c, j: calls.append(1) or real(c, j))
+    captions._TOKENIZED_REFERENCES.clear()
+    assert captions._tokenize_pair(refs, preds, True) == separate
+    assert captions._tokenize_pair(refs, {"1": "x", "2": "y"}, True)[0] == separate[0]
+    assert len(calls) == 2  # refs and preds together, then the new preds alone

@@ -343,6 +343,28 @@ def generate_demo(
     return DemoPaths.under(root)
 
 
+def demo_is_current(
+    root: Path | str,
+    *,
+    seed: int = 0,
+    size: int = 96,
+    count: int = 1500,
+    long_tail: float | None = None,
+) -> bool:
+    """Whether ``root`` holds a complete demo made with these parameters (``ensure_demo`` would
+    return it as it is)."""
+    root = Path(root)
+    record_path = root / "demo.json"
+    if not record_path.is_file() or (root / _PARTIAL).exists():
+        return False
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    wanted = _params(seed, size, count, long_tail)
+    return record.get("format_version") == FORMAT_VERSION and record.get("params") == wanted
+
+
 def ensure_demo(
     root: Path | str,
     *,
@@ -359,15 +381,8 @@ def ensure_demo(
     """
     root = Path(root)
     _validate(root, seed, size, count, long_tail)
-    record_path = root / "demo.json"
-    if record_path.is_file() and not (root / _PARTIAL).exists():
-        try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            record = {}
-        wanted = _params(seed, size, count, long_tail)
-        if record.get("format_version") == FORMAT_VERSION and record.get("params") == wanted:
-            return DemoPaths.under(root)
+    if demo_is_current(root, seed=seed, size=size, count=count, long_tail=long_tail):
+        return DemoPaths.under(root)
     return generate_demo(
         root, seed=seed, size=size, count=count, long_tail=long_tail, overwrite=overwrite
     )

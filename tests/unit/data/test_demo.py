@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from viewfinder.data.demo import COLORS, SHAPES, DemoPaths, ensure_demo, generate_demo
+from viewfinder.data.demo import (
+    COLORS,
+    SHAPES,
+    DemoPaths,
+    demo_is_current,
+    ensure_demo,
+    generate_demo,
+)
 from viewfinder.data.demo_text import plural
 from viewfinder.errors import UserError
 
@@ -231,7 +238,9 @@ def test_mos_decreases_with_severity(demo: DemoPaths) -> None:
 
 def test_ensure_demo_reuses_then_regenerates(tmp_path: Path) -> None:
     root = tmp_path / "demo"
+    assert not demo_is_current(root, **SMALL)
     ensure_demo(root, **SMALL)
+    assert demo_is_current(root, **SMALL) and not demo_is_current(root, **{**SMALL, "size": 48})
     marker = root / "demo.json"
     before = marker.stat().st_mtime_ns
     os.utime(marker, ns=(before - 10**9, before - 10**9))
