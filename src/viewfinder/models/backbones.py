@@ -145,7 +145,8 @@ def load_weights(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
 
     Hand-written because timm's file overlay only serves timm names and its classifier surgery:
     here any tensor whose name and shape match is loaded (the classifier of another class count
-    is skipped), for ``cnn``, timm models and ``+attn`` variants alike. Prefixes ``module.`` and
+    is skipped), for ``cnn``, timm models and ``+attn`` variants alike; a model with a head (the
+    ``backbone`` attribute) takes the head's matching tensors too. Prefixes ``module.`` and
     ``backbone.`` from other trainers are stripped; EfficientNet-PyTorch checkpoints are renamed
     to timm's keys (``models/weight_maps.py``). Nothing matching is an error.
     """
@@ -153,7 +154,13 @@ def load_weights(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
 
     target = getattr(model, "backbone", model)
     own = target.state_dict()
+    # A model with a head (``+attn``, VQA, captioning) also takes its head's tensors from a file
+    # of the same model: a run's own checkpoint continues where it stopped (e.g. end-to-end
+    # fine-tuning after a frozen-backbone run) instead of starting the head again.
+    heads = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+    heads = heads if target is not model else {}
     loaded: dict[str, torch.Tensor] = {}
+    head_loaded: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
     state = read_state_dict(path)
     origin = {}  # renamed key -> the file's own, for the skipped list
@@ -161,15 +168,21 @@ def load_weights(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
         renamed = from_efficientnet_pytorch(state, target)  # same order as the file's keys
         origin, state = dict(zip(renamed, state, strict=True)), renamed
     for key, tensor in state.items():
-        name = key.removeprefix("module.").removeprefix("backbone.")
+        name = key.removeprefix("module.")
+        if name in heads and heads[name].shape == tensor.shape:
+            head_loaded[name] = tensor
+            continue
+        name = name.removeprefix("backbone.")
         if name in own and own[name].shape == tensor.shape:
             loaded[name] = tensor
         else:
             skipped.append(origin.get(key, key))
-    if not loaded:
+    if not loaded and not head_loaded:
         raise UserError(f"{path}: no tensor matches model {type(target).__name__}; wrong file?")
     target.load_state_dict(loaded, strict=False)
-    return len(loaded), skipped
+    if head_loaded:
+        model.load_state_dict(head_loaded, strict=False)
+    return len(loaded) + len(head_loaded), skipped
 
 
 def apply_weights(model: nn.Module, cfg: Any) -> str:

@@ -213,6 +213,18 @@ def test_weights_file_into_attention_model(imagenet_like: dict) -> None:
     assert model(_images()).shape == (2, NUM_CLASSES)
 
 
+def test_a_models_own_checkpoint_loads_its_head_too(tmp_path: Path) -> None:
+    source, _ = build_classifier(ModelConfig(name="cnn+attn"), NUM_CLASSES)
+    path = tmp_path / "best.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    model, note = build_classifier(ModelConfig(name="cnn+attn", weights=str(path)), NUM_CLASSES)
+    assert note == f"{len(source.state_dict())} tensors from {path}"
+    for key, tensor in source.state_dict().items():
+        assert torch.equal(model.state_dict()[key], tensor), key
+    other, note = build_classifier(ModelConfig(name="cnn+attn", weights=str(path)), 3)
+    assert note.endswith("(2 skipped: head.fc.bias, head.fc.weight)")  # another class count
+
+
 def test_weights_with_prefixes_and_wrapping(tmp_path: Path) -> None:
     source = PlainCNN(3)
     state = {f"module.{k}": v.detach().clone() for k, v in source.state_dict().items()}
