@@ -63,7 +63,7 @@ def _tokenize(captions: Mapping[str, Sequence[str]], java: bool) -> dict[str, li
 
 
 # Tokenized references of the last few scored sets. Validation scores the same references every
-# epoch, and each PTB tokenizer call starts a Java process (~0.26 s, measured): caching them and
+# epoch, and each PTB tokenizer call starts a Java process (~0.3 s, measured): caching them and
 # tokenizing the rest in one call makes a validation start one process instead of two.
 _TOKENIZED_REFERENCES: dict[tuple, dict[str, list[str]]] = {}
 _KEEP_REFERENCE_SETS = 4

