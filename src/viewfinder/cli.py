@@ -92,7 +92,9 @@ def _print_run(run: Any) -> None:
 
 @app.command()
 def train(
-    task: str = typer.Argument(None, help="Task to train: classify, iqa, caption or iqa+caption."),
+    task: str = typer.Argument(
+        None, help="Task to train: classify, iqa, caption, iqa+caption or vqa."
+    ),
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
     resume: Path = typer.Option(
@@ -206,8 +208,10 @@ def compare(
 
 @app.command()
 def sweep(
-    task: str = typer.Argument(..., help="Task: classify, iqa, caption or iqa+caption."),
-    overrides: list[str] = typer.Argument(None, help="Comma lists are swept: model=cnn,resnet18"),
+    task: str = typer.Argument(..., help="Task: classify, iqa, caption, iqa+caption or vqa."),
+    overrides: list[str] = typer.Argument(
+        None, help="Comma lists are swept: model=cnn,resnet18 (mos_range=0,10 stays one value)"
+    ),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
     name: str = typer.Option(None, "--name", help="Sweep folder name."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
