@@ -344,15 +344,10 @@ def generate_demo(
 
 
 def demo_is_current(
-    root: Path | str,
-    *,
-    seed: int = 0,
-    size: int = 96,
-    count: int = 1500,
-    long_tail: float | None = None,
+    root: Path | str, *, size: int, count: int, seed: int = 0, long_tail: float | None = None
 ) -> bool:
     """Whether ``root`` holds a complete demo made with these parameters (``ensure_demo`` would
-    return it as it is)."""
+    return it as it is). Size and count have no default here: the caller's own decide."""
     root = Path(root)
     record_path = root / "demo.json"
     if not record_path.is_file() or (root / _PARTIAL).exists():

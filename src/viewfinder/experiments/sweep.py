@@ -9,10 +9,10 @@ from typing import Any
 from viewfinder.config import canonical_key
 from viewfinder.errors import UserError
 
-# Keys whose one value may hold commas: a MOS range is "LOW,HIGH" (``mos_range=0,10`` once
-# became a grid of 0 and 10), and where runs go or what they are called is not a setting to
-# compare. A list still sweeps them (the Python API).
-WHOLE_VALUES = frozenset({"mos_range", "output_dir", "name"})
+# Keys (dotted, as ``canonical_key`` gives them) whose one value may hold commas: a MOS range is
+# "LOW,HIGH" (``mos_range=0,10`` once became a grid of 0 and 10), and where runs go or what they
+# are called is not a setting to compare. A list still sweeps them (the Python API).
+WHOLE_VALUES = frozenset({"data.mos_range", "output_dir", "name"})
 
 
 def split_grid(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
@@ -20,8 +20,7 @@ def split_grid(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, 
     fixed: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
     for key, value in overrides.items():
-        whole = key.rpartition(".")[2] in WHOLE_VALUES
-        if isinstance(value, str) and "," in value and not whole:
+        if isinstance(value, str) and "," in value and canonical_key(key) not in WHOLE_VALUES:
             import yaml
 
             value = [yaml.safe_load(v.strip()) for v in value.split(",") if v.strip()]

