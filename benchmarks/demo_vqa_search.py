@@ -5,10 +5,15 @@ from scratch end to end, on a frozen random ``cnn``, and on the classifier's fro
 several sizes and fusions; prints test accuracy per answer type and per question type beside the
 majority-answer-per-question-type baseline, seconds per epoch and total seconds.
 
-    python benchmarks/demo_vqa_search.py OUT [--count 2000] [--skip NAME] [--ablation]
+    python benchmarks/demo_vqa_search.py OUT [--count 2000] [--skip NAME] [--ablation | --flips]
 
 Without ``--ablation`` a last row fine-tunes the demo recipe's run end to end (backbone and head
 from its checkpoint: the head is loaded too, so the second stage starts where the first ended).
+
+``--flips`` runs the demo recipe (flips with "left"/"right" swapped in the questions, batch 128)
+beside the same without flips, the previous demo recipe with and without flips, and the grid
+read at 96 px (20 epochs with and without flips; 30 epochs, two seeds); the two-stage row
+follows.
 
 ``--ablation`` runs the demo recipe beside the same recipe with one piece put back as it was
 before the FiLM read-out change: the previous head (one FiLM block, colour and position
@@ -127,6 +132,27 @@ def ablation(weights: str) -> dict[str, tuple[dict[str, Any], bool | str, bool]]
     }  # fmt: skip
 
 
+def flips(weights: str) -> dict[str, tuple[dict[str, Any], bool | str, bool]]:
+    """``--flips``: the demo recipe (flips, batch 128) beside what each change gave, and the
+    grid read at 96 px."""
+    demo = dict(VQA_RECIPE, weights=weights)
+    no_flips = {"hflip": False, "feature_flip": False}
+    before = dict(demo, epochs=16, batch_size=64, learning_rate=2e-3, decoder_dropout=0.1)
+    at96 = dict(demo, image_size=96, epochs=30, warmup_epochs=3)
+    return {
+        "demo recipe (flips, 64 px, 20 epochs, batch 128, lr 4e-3, no dropout)": (demo, False,
+                                                                                  False),
+        "the same, no flips": (dict(demo, **no_flips), False, False),
+        "previous demo recipe (16 epochs, batch 64, lr 2e-3, dropout 0.1), no flips": (
+            dict(before, **no_flips), False, False),
+        "previous demo recipe, flips": (before, False, False),
+        "demo recipe at 96 px": (dict(demo, image_size=96), False, False),
+        "demo recipe at 96 px, no flips": (dict(demo, image_size=96, **no_flips), False, False),
+        "demo recipe at 96 px, 30 epochs (3 warm-up)": (at96, False, False),
+        "the same, seed 1 (another validation split)": (dict(at96, seed=1), False, False),
+    }  # fmt: skip
+
+
 def question_types(run_path: Path) -> dict[str, float]:
     with open(run_path / "eval" / "test" / "per_question_type.csv", newline="") as f:
         return {r["question_type"]: round(float(r["accuracy"]), 3) for r in csv.DictReader(f)}
@@ -170,6 +196,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="demo images (the demo's 2000)")
     parser.add_argument("--skip", action="append", default=[], help="skip recipes naming this")
     parser.add_argument("--ablation", action="store_true", help="the read-out ablation rows")
+    parser.add_argument("--flips", action="store_true", help="flips, 96 px and batch 128 rows")
     args = parser.parse_args()
     paths = ensure_demo(args.out / "data", count=args.count, size=64)
     start = time.perf_counter()
@@ -180,7 +207,7 @@ def main() -> None:
                       "accuracy": classifier.summary["metrics"]["accuracy"]}))  # fmt: skip
     weights = str(classifier.path / "best.safetensors")
     rows = []
-    plan = ablation(weights) if args.ablation else {
+    plan = ablation(weights) if args.ablation else flips(weights) if args.flips else {
         name: (keys, False, False) for name, keys in recipes(weights).items()}  # fmt: skip
     for name, (keys, head, grouped) in plan.items():
         if any(word in name for word in args.skip):

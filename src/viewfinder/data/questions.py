@@ -7,7 +7,9 @@ pointing each question at its image row, and per question: ``question`` token id
 to a multiple of 8), ``answer_target`` (the classifier's soft target over the top-K answers),
 ``tokens`` (the generative model's answer ids), ``answers`` (normalised reference answers) and
 ``questions`` (the text). ``index`` is the question index (the loop counts questions, inference
-finds records by it).
+finds records by it). In training, a question about a flipped image is asked and answered with
+"left" and "right" swapped (``WrappedBatches``, ``mirror_text``): "Is the star on the left
+side?" of a mirrored image is "Is the star on the right side?", with the same answer.
 
 ``ImageGroupedSampler`` orders each training epoch by shuffled images, each image's questions
 together, so a batch of 32 questions holds about 8 images: the backbone runs a quarter as often.
@@ -24,7 +26,7 @@ import torch
 from torch.utils.data import Sampler
 
 from viewfinder.data.sampling import _epoch_generator
-from viewfinder.data.text import WrappedBatches, pad_ids
+from viewfinder.data.text import WrappedBatches, mirror_text, pad_ids
 
 
 class QuestionBatches(WrappedBatches):
@@ -45,6 +47,8 @@ class QuestionBatches(WrappedBatches):
         answer_ids: Callable[[str], list[int]] | None = None,
         answer_pad: int = 0,
         answer_length: int = 8,
+        mirror: bool = False,
+        seed: int = 0,
     ) -> None:
         self.base, self.records, self.image_of = base, records, list(image_of)
         self.question_ids, self.question_pad = question_ids, question_pad
@@ -53,6 +57,9 @@ class QuestionBatches(WrappedBatches):
         self.soft_target, self.num_answers = soft_target, num_answers
         self.answer_ids, self.answer_pad, self.answer_length = answer_ids, answer_pad, answer_length
         self._questions = [question_ids(r.question) for r in records]
+        # question ids and answers as read for a flipped image, made on first use
+        self._mirrored: dict[int, tuple[list[int], list[str]]] = {}
+        self.mirror, self.seed = mirror, seed  # flips: ``WrappedBatches``
 
     def __len__(self) -> int:
         return len(self.records)
@@ -76,26 +83,37 @@ class QuestionBatches(WrappedBatches):
         kept = [q for q in questions if self.image_of[q] in row_of]
         return batch, kept, [row_of[self.image_of[q]] for q in kept]
 
-    def _targets(self, kept: list[int]) -> torch.Tensor:
-        target = torch.zeros(len(kept), self.num_answers)
+    def _targets(self, answers: list[list[str]]) -> torch.Tensor:
+        target = torch.zeros(len(answers), self.num_answers)
         if self.soft_target is not None:
-            for row, q in enumerate(kept):
-                for answer, score in self.soft_target(self.answers[q]).items():
+            for row, asked in enumerate(answers):
+                for answer, score in self.soft_target(asked).items():
                     target[row, answer] = score
         return target
+
+    def _asked(self, q: int, flipped: bool) -> tuple[list[int], list[str]]:
+        """Question ``q``'s token ids and answers, "left"/"right" swapped for a flipped image."""
+        if not flipped:
+            return self._questions[q], self.answers[q]
+        if q not in self._mirrored:
+            question = self.question_ids(mirror_text(self.records[q].question))
+            self._mirrored[q] = question, [mirror_text(a) for a in self.answers[q]]
+        return self._mirrored[q]
 
     def __getitems__(self, indices: list[int]) -> dict[str, Any]:
         images, kept, rows = self._images([int(i) for i in indices])
         if images is None or not kept:  # every image skipped: an empty batch the task drops
             return {"index": torch.zeros(0, dtype=torch.int64)}
+        flips = self.flip_images(images)
+        asked = [self._asked(q, flips[row]) for q, row in zip(kept, rows, strict=True)]
+        answers = [a for _, a in asked]
         batch = {k: v for k, v in images.items() if k in ("image", "features")}
         batch.update(
             index=torch.tensor(kept, dtype=torch.int64),
             image_of=torch.tensor(rows, dtype=torch.int64),
-            question=pad_ids([self._questions[q] for q in kept], self.question_pad,
-                             self.question_length),
-            answer_target=self._targets(kept),
-            answers=[self.answers[q] for q in kept],
+            question=pad_ids([q for q, _ in asked], self.question_pad, self.question_length),
+            answer_target=self._targets(answers),
+            answers=answers,
             questions=[self.records[q].question for q in kept],
             skipped=len(indices) - len(kept),
         )  # fmt: skip

@@ -33,6 +33,26 @@ def words(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
+# Words that trade places when an image is flipped left-right (``mirror_text``).
+_MIRROR = {"left": "right", "right": "left", "leftmost": "rightmost", "rightmost": "leftmost"}
+_MIRROR_WORD = re.compile(r"\b(" + "|".join(_MIRROR) + r")\b", re.IGNORECASE)
+
+
+def mirror_text(text: str) -> str:
+    """``text`` as it reads for the image flipped left-right: "left" and "right" (and "leftmost",
+    "rightmost") swapped as whole words, their capitalisation kept. Word lists, not parsing: the
+    verb ("he left") is swapped too, which questions and captions about images rarely use."""
+
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(1)
+        new = _MIRROR[word.lower()]
+        if word.isupper():
+            return new.upper()
+        return new.capitalize() if word[0].isupper() else new
+
+    return _MIRROR_WORD.sub(swap, text)
+
+
 def join_words(tokens: Iterable[str]) -> str:
     """Words back to text: no space before punctuation or after an opening bracket."""
     out = ""
@@ -118,9 +138,19 @@ def pad_ids(ids: Sequence[Sequence[int]], pad: int, limit: int) -> Any:
 
 class WrappedBatches:
     """What a dataset wrapping an image/feature dataset (``self.base``) passes through: whether
-    loader workers help, and the epoch (per-sample seeds) in the base's shared memory."""
+    loader workers help, and the epoch (per-sample seeds) in the base's shared memory.
+
+    It also owns horizontal flips, because its texts must follow them: a question or caption
+    about a flipped image reads with "left" and "right" swapped (``mirror_text``). With
+    ``mirror`` (training on images), half the images of each epoch are flipped here, drawn per
+    (seed, epoch, image); the task's batch transform then flips nothing. On cached features the
+    feature dataset draws the view (``feature_flip``: original or flipped) and says which one
+    (``view``).
+    """
 
     base: Any
+    mirror: bool = False
+    seed: int = 0
 
     @property
     def needs_workers(self) -> bool:
@@ -134,6 +164,28 @@ class WrappedBatches:
     def epoch(self, value: int) -> None:
         self.base.epoch = value
 
+    def flip_images(self, batch: dict[str, Any]) -> list[bool]:
+        """Which image rows of the collated ``batch`` are mirrored; flips them (images only)."""
+        import numpy as np
+        import torch
+
+        from viewfinder.data.dataset import sample_seed
+
+        if "features" in batch:  # the feature dataset drew each view (1: the flipped one)
+            view = batch.get("view")
+            return [bool(v) for v in view.tolist()] if view is not None else [False] * len(
+                batch["features"])  # fmt: skip
+        index = batch["index"].tolist()
+        if not self.mirror:
+            return [False] * len(index)
+        # the same draw as the feature dataset's view: frozen and end-to-end flip alike
+        flips = [bool(np.random.default_rng(sample_seed(self.seed, self.epoch, i)).integers(2))
+                 for i in index]  # fmt: skip
+        if any(flips):
+            rows = torch.tensor(flips)[:, None, None, None]
+            batch["image"] = torch.where(rows, batch["image"].flip(-1), batch["image"])
+        return flips
+
 
 class TextBatches(WrappedBatches):
     """A dataset of images (or cached features) whose batches also carry their texts.
@@ -144,6 +196,7 @@ class TextBatches(WrappedBatches):
       per (seed, epoch, image) like augmentation; in evaluation its first text (the teacher-forced
       validation loss);
     - ``references``: every text of each image (lists of str; empty for unlabelled images).
+    The drawn text of a flipped image is mirrored (``WrappedBatches``); references never are.
     """
 
     def __init__(
@@ -157,9 +210,11 @@ class TextBatches(WrappedBatches):
         max_length: int,
         train: bool,
         seed: int = 0,
+        mirror: bool = False,
     ) -> None:
         self.base, self.records, self.texts, self.max_length = base, records, texts, max_length
         self.encode, self.pad, self.train, self.seed = encode, pad, train, seed
+        self.mirror = mirror  # flip images here, texts swapped to match (``WrappedBatches``)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -193,7 +248,9 @@ class TextBatches(WrappedBatches):
         if batch is None:  # every image skipped: an empty batch the task's collate drops
             return {"index": torch.zeros(0, dtype=torch.int64)}
         index = [int(i) for i in batch["index"]]
-        ids = [self.encode(self._text(i)) for i in index]
+        flips = self.flip_images(batch)
+        texts = [self._text(i) for i in index]
+        ids = [self.encode(mirror_text(t) if f else t) for t, f in zip(texts, flips, strict=True)]
         tokens = pad_ids(ids, self.pad, self.max_length)
         return {**batch, "tokens": tokens, "references": [list(self.texts[i]) for i in index]}
 

@@ -138,10 +138,12 @@ class CaptionText:
     def encode(self, text: str) -> list[int]:
         return self.vocab.encode(text, self.cfg.text.max_length).ids
 
-    def wrap(self, base: Dataset, records: list[QualityRecord], *, train: bool) -> TextBatches:
+    def wrap(
+        self, base: Dataset, records: list[QualityRecord], *, train: bool, mirror: bool = False
+    ) -> TextBatches:
         return TextBatches(base, records, [r.comments for r in records], self.encode,
                            self.vocab.pad, max_length=self.cfg.text.max_length, train=train,
-                           seed=self.cfg.train.seed)  # fmt: skip
+                           seed=self.cfg.train.seed, mirror=mirror)  # fmt: skip
 
     @property
     def settings(self) -> DecodeSettings:
@@ -200,10 +202,12 @@ class CaptionedImages:
 
     text: CaptionText
     with_mos: bool = False  # a MOS head beside the caption head (iqa+caption)
+    mirrors_texts = True  # a flipped image's caption reads "on the right" for "on the left"
 
     def dataset(self, split: str, *, train: bool, data: str | None = None) -> Dataset:
         base = super().dataset(split, train=train, data=data)
-        return self.text.wrap(base, self.records_seen, train=train)
+        mirror = self.mirror(train=train, data=data)  # type: ignore[attr-defined]
+        return self.text.wrap(base, self.records_seen, train=train, mirror=mirror)
 
     def request_dataset(self, images: list[Any], fields: list[dict[str, str]]) -> Dataset:
         base = super().request_dataset(images, fields)

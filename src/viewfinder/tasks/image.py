@@ -37,6 +37,9 @@ class ImageTask(Task):
     """Images in, through the decoded-image cache; see the module doc."""
 
     missing_target: float = -1  # the target of an unlabelled image: -1 (a class), NaN (a MOS)
+    # caption, vqa: their text batches flip the images, so "left"/"right" in the texts can follow
+    # (``data/text.py``, ``WrappedBatches``); the batch transform then flips nothing
+    mirrors_texts: bool = False
 
     def __init__(self, cfg, run_dir) -> None:
         super().__init__(cfg, run_dir)
@@ -85,6 +88,13 @@ class ImageTask(Task):
         self.records_seen = records
         return self._feature_dataset(dataset, report, train=train) if frozen else dataset
 
+    def mirror(self, *, train: bool, data: str | None = None) -> bool:
+        """Whether the text batches flip images (``mirrors_texts``): training on images, flips on.
+        Frozen, the feature dataset draws the original or flipped view (``feature_flip``)."""
+        d = self.cfg.data
+        return (self.mirrors_texts and train and data is None and self._frozen is None
+                and d.augment != "none" and d.hflip)  # fmt: skip
+
     def stored_size(self) -> int:
         return stored_size(self.cfg.image_size, crops=crops(self.cfg.data.augment))
 
@@ -97,9 +107,11 @@ class ImageTask(Task):
         """Frozen mode: the split's backbone features, extracted once and cached."""
         model, numerics, device = self._frozen
         start = time.perf_counter()
+        # a text task evaluates on the original view only: its flipped view is for training
+        flip = self.cfg.model.feature_flip and (train or not self.mirrors_texts)
         features, hit = cached_features(
             model, images, self._transform(train=False), numerics, device,
-            flip=self.cfg.model.feature_flip, cache_root=self.cache_settings().folder,
+            flip=flip, cache_root=self.cache_settings().folder,
             spec={"model": self._feature_name(), "image_size": self.cfg.image_size,
                   "norm": self._norm, "precision": numerics.precision,
                   "grayscale": self.cfg.data.grayscale},
@@ -131,7 +143,7 @@ class ImageTask(Task):
             d = self.cfg.data
             self._batch_transforms[train] = BatchTransform(
                 self.cfg.image_size, *self._norm, train=train, preset=d.augment,
-                hflip=d.hflip, vflip=d.vflip, grayscale=d.grayscale,
+                hflip=d.hflip and not self.mirrors_texts, vflip=d.vflip, grayscale=d.grayscale,
             )  # fmt: skip
         return self._batch_transforms[train]
 

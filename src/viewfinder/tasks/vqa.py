@@ -74,6 +74,7 @@ class VQATask(ImageTask):
     record_fields = ("id", "image_id", "path", "question", "answers")
     metric_names = METRIC_NAMES
     request_fields = ("question",)
+    mirrors_texts = True  # flips swap "left"/"right" in the questions and answers
 
     def __init__(self, cfg, run_dir) -> None:
         super().__init__(cfg, run_dir)
@@ -203,12 +204,8 @@ class VQATask(ImageTask):
             self.questions = EncoderTokenizer.load(self.run_dir / QUESTION_ENCODER)
             self.question_source = (str(self.run_dir / QUESTION_ENCODER), False)
         if self.generative:
-            bpe = self.run_dir / "bpe.json"
-            self.answer_words = (
-                BPETokenizer.load(bpe)
-                if bpe.is_file()
-                else Vocabulary.load(self.run_dir / "answer_words.json")
-            )
+            bpe, words = self.run_dir / "bpe.json", self.run_dir / "answer_words.json"
+            self.answer_words = BPETokenizer.load(bpe) if bpe.is_file() else Vocabulary.load(words)
         else:
             self.answers = AnswerVocab.load(self.run_dir / "answers.json")
         self.model_cfg = loaded_model_config(self.cfg.model, self.run_dir)  # an LM decoder
@@ -224,15 +221,14 @@ class VQATask(ImageTask):
     def _questions(self, split: str, data: str | None) -> list[QuestionRecord]:
         if data is None:
             return self.split_records(split)
-        path = Path(data)
-        if not path.exists():
+        if not Path(data).exists():
             raise UserError(f"{data}: data path not found")
         return self._read(data, skip=self.cfg.data.on_bad_image == "skip").train
 
     def _records(self, split: str, data: str | None) -> list[ImageRecord]:
         return self._images(self._asked)
 
-    def _targets(self, records: list[Any]) -> None:
+    def _targets(self, records: list[Any]) -> None:  # answers travel with the questions
         return None
 
     def dataset(self, split: str, *, train: bool, data: str | None = None) -> Dataset:
@@ -240,7 +236,8 @@ class VQATask(ImageTask):
         images = super().dataset(split, train=train, data=data)
         row = {r.path: i for i, r in enumerate(self._images(questions))}
         self.records_seen = questions
-        return QuestionBatches(images, questions, [row[q.path] for q in questions],
+        flips = {"mirror": self.mirror(train=train, data=data), "seed": self.cfg.train.seed}
+        return QuestionBatches(images, questions, [row[q.path] for q in questions], **flips,
                                **self._text_settings(questions))  # fmt: skip
 
     def _text_settings(self, questions: list[QuestionRecord]) -> dict[str, Any]:

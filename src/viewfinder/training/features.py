@@ -114,7 +114,8 @@ def cached_features(
 class FeatureDataset(EpochAware, Dataset):
     """Cached features -> ``{"features": (V', ...), "target", "index"}``.
 
-    Training draws one view per sample per epoch (seeded like image augmentation); evaluation
+    Training draws one view per sample per epoch (seeded like image augmentation) and says
+    which (``view``: 1 is the flipped image, whose texts the text batches mirror); evaluation
     returns every view, and ``FeatureClassifier`` averages their logits (flip TTA).
     """
 
@@ -140,10 +141,11 @@ class FeatureDataset(EpochAware, Dataset):
     needs_workers = False  # rows of an array in memory: nothing for workers to do
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        views = self.features[index]
+        views, pick = self.features[index], 0
         if self.train and len(views) > 1:
             rng = np.random.default_rng(sample_seed(self.seed, self.epoch, index))
             pick = int(rng.integers(len(views)))
             views = views[pick : pick + 1]
         target = self.targets[index] if self.targets is not None else self.missing_target
-        return {"features": torch.from_numpy(np.array(views)), "target": target, "index": index}
+        return {"features": torch.from_numpy(np.array(views)), "target": target, "index": index,
+                "view": pick}  # fmt: skip

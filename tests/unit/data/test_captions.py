@@ -137,3 +137,48 @@ def test_text_batches_pad_sample_and_keep_references():
     val = TextBatches(_Images(), [None] * 3, texts, encode, vocab.pad, max_length=10, train=False)
     assert vocab.decode(val.__getitems__([0])["tokens"][0]) == "a red square"
     assert val.targets is None  # one image has no caption: not scoreable as a whole
+
+
+def test_text_batches_mirror_the_caption_of_a_flipped_image():
+    import torch
+
+    class Images(_Images):  # image i: left column 0, right column 1
+        def __getitem__(self, index: int) -> dict:
+            return {"image": torch.tensor([[0, 1]], dtype=torch.uint8).expand(3, 1, 2).clone(),
+                    "target": 0, "index": index}  # fmt: skip
+
+    vocab = Vocabulary.build(["a star on the left", "a star on the right"])
+    texts = [("a star on the left",)] * 3
+    encode = lambda t: vocab.encode(t, 10).ids  # noqa: E731
+    batches = TextBatches(Images(), [None] * 3, texts, encode, vocab.pad, max_length=10,
+                          train=True, seed=0, mirror=True)  # fmt: skip
+    flips = 0
+    for epoch in range(6):
+        batches.epoch = epoch
+        batch = batches.__getitems__([0, 1, 2])
+        for row in range(3):
+            flipped = int(batch["image"][row, 0, 0, 0]) == 1
+            flips += flipped
+            side = "right" if flipped else "left"
+            assert vocab.decode(batch["tokens"][row]) == f"a star on the {side}"
+            assert batch["references"][row] == ["a star on the left"]  # scored as written
+    assert 0 < flips < 18
+
+
+@pytest.mark.parametrize(
+    ("task", "mirrors"),
+    [("vqa", True), ("caption", True), ("iqa+caption", True), ("classify", False)],
+)
+def test_text_tasks_flip_in_their_batches_and_not_in_the_transform(task, mirrors, tmp_path):
+    """Flipping where the texts are lets them follow; the batch transform then flips nothing."""
+    from viewfinder.config import build_config
+    from viewfinder.tasks import get_task_class
+
+    cfg = build_config(task, overrides={"model": "cnn", "augment": "flip"})
+    runner = get_task_class(task)(cfg, tmp_path)
+    runner._norm = ((0.5,) * 3, (0.5,) * 3)
+    assert runner._transform(train=True).hflip is not mirrors
+    assert runner.mirror(train=True) is mirrors
+    assert not runner.mirror(train=False) and not runner.mirror(train=True, data="other.csv")
+    runner._frozen = object()  # frozen: the feature dataset draws the flipped view instead
+    assert not runner.mirror(train=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from viewfinder.data.text import EOS, Vocabulary, join_words, words
+from viewfinder.data.text import EOS, Vocabulary, join_words, mirror_text, words
 from viewfinder.errors import UserError
 
 CAPTIONS = ["Too dark, noisy sky.", "A bright, sharp photo!", "too dark and blurry", "it's noisy"]
@@ -53,3 +53,19 @@ def test_save_load_and_bad_settings(tmp_path: Path) -> None:
         vocab.encode("dark", max_length=2)
     with pytest.raises(UserError, match="no text"):
         Vocabulary.build(["", "  "])
+
+
+@pytest.mark.parametrize(
+    ("text", "mirrored"),
+    [
+        ("Is the star on the left side?", "Is the star on the right side?"),
+        ("Left or right?", "Right or left?"),
+        ("THE LEFTMOST CUP", "THE RIGHTMOST CUP"),
+        ("left-hand side, rightmost", "right-hand side, leftmost"),
+        ("he left the bright room", "he right the bright room"),  # a verb too: rare, accepted
+        ("leftover copyright", "leftover copyright"),  # whole words only
+    ],
+)
+def test_mirror_text_swaps_left_and_right_as_whole_words(text: str, mirrored: str) -> None:
+    assert mirror_text(text) == mirrored
+    assert mirror_text(mirror_text(text)) == text

@@ -153,6 +153,74 @@ def test_question_batches_hold_each_image_once():
     assert batch["question"].shape == (4, 8) and batch["answer_target"][:, 0].tolist() == [1.0] * 4
 
 
+def _flip_batches(base, records, image_of, **kw) -> QuestionBatches:
+    answers = [list(r.answers) for r in records]
+    vocab = {"left": 0, "right": 1}
+    return QuestionBatches(
+        base, records, image_of, question_ids=lambda q: [len(q)] + [ord(c) for c in q[8:10]],
+        question_pad=0, question_length=8, answers=answers,
+        soft_target=lambda a: {vocab[a[0]]: 1.0} if a and a[0] in vocab else {}, num_answers=2,
+        answer_ids=lambda a: [len(a)], **kw,
+    )  # fmt: skip
+
+
+def test_a_flipped_image_is_asked_about_with_left_and_right_swapped():
+    """Training flips: half the images per epoch, drawn per (seed, epoch, image); each question
+    about a flipped image reads "left" for "right" and its answer too, so the label stays true."""
+    records = [_record(i, f"img{i}", "Is it on the left side?" if i % 2 else "Where is it?",
+                       "yes" if i % 2 else "left") for i in range(6)]  # fmt: skip
+
+    class Images:  # image i: a 2x2 plane whose left column is i, right column 100 + i
+        epoch = 0
+
+        def __getitem__(self, i):
+            image = torch.tensor([[i, 100 + i], [i, 100 + i]], dtype=torch.uint8).expand(3, 2, 2)
+            return {"image": image.clone(), "target": -1, "index": i}
+
+    batches = _flip_batches(Images(), records, range(6), mirror=True, seed=4)
+    flipped_any = set()
+    for epoch in range(4):
+        batches.epoch = epoch
+        batch = batches.__getitems__(list(range(6)))
+        again = batches.__getitems__(list(range(6)))
+        assert torch.equal(batch["image"], again["image"])  # a pure function of the draw
+        flipped = (batch["image"][:, 0, 0, 0] >= 100).tolist()
+        flipped_any.update(i for i, f in enumerate(flipped) if f)
+        for i, f in enumerate(flipped):
+            question = records[i].question.replace("left", "right") if f else records[i].question
+            assert batch["question"][i, 0] == len(question)  # the mirrored text was encoded
+            want = ("right" if f else "left") if i % 2 == 0 else "yes"
+            assert batch["answers"][i] == [want]
+            assert batch["answer_target"][i].tolist() == (
+                [0.0, 0.0] if want == "yes" else [float(want == "left"), float(want == "right")]
+            )
+            assert batch["tokens"][i, 0] == len(want)  # the generator's target too
+    assert flipped_any == set(range(6))  # every image is flipped in some epoch ...
+    plain = _flip_batches(Images(), records, range(6)).__getitems__(list(range(6)))
+    assert (plain["image"][:, 0, 0, 0] < 100).all()  # ... and never without mirror
+    assert plain["answers"] == [list(r.answers) for r in records]
+
+
+def test_cached_features_say_which_view_was_drawn_and_questions_follow_it():
+    from viewfinder.training.features import FeatureDataset
+
+    features = np.stack([np.zeros((4, 2)), np.ones((4, 2))], axis=1)[:, :, None]  # view 1: ones
+    records = [_record(i, f"img{i}", "Where is it?", "left") for i in range(4)]
+    for train in (True, False):
+        base = FeatureDataset(features.astype(np.float32), None, train=train, seed=2)
+        batches = _flip_batches(base, records, range(4))
+        seen = set()
+        for epoch in range(6):
+            batches.epoch = epoch
+            batch = batches.__getitems__(list(range(4)))
+            views = batch["features"][:, 0].flatten(1)[:, 0].tolist()  # the first view held
+            for view, answers in zip(views, batch["answers"], strict=True):
+                assert answers == (["right"] if view == 1.0 else ["left"])
+                seen.add(view)
+        # training draws either view; evaluation holds every view, the original first
+        assert seen == ({0.0, 1.0} if train else {0.0})
+
+
 def test_image_grouped_sampler_keeps_an_images_questions_together():
     image_of = [0, 1, 0, 2, 1, 2, 0]
     sampler = ImageGroupedSampler(image_of, seed=3)
@@ -186,3 +254,12 @@ def test_split_file_keeps_absolute_image_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path.parent)  # evaluate from another folder finds the image
     (read,) = read_vqa_split(tmp_path / "split.csv")["train"]
     assert read.path == tmp_path / "data" / "images" / "img.png"
+
+
+def test_vqa_flips_by_default_with_the_flipped_view_cached():
+    from viewfinder.config import build_config
+
+    cfg = build_config("vqa", overrides={"model": "cnn"})
+    assert cfg.data.augment == "flip" and cfg.data.hflip and cfg.model.feature_flip
+    off = build_config("vqa", overrides={"model": "cnn", "hflip": False, "feature_flip": False})
+    assert not off.data.hflip and not off.model.feature_flip
