@@ -73,9 +73,9 @@ QUALITY_RECIPE: dict[str, Any] = {
 # questions (the VQA default) stop the head memorising the 5,400 questions; batch 128 and no
 # dropout make 20 epochs cost what 16 did. Against the previous recipe (16 epochs, batch 64,
 # dropout 0.1, no flips), same data, one run: test accuracy 0.708 vs 0.653, yes/no 0.828 vs
-# 0.793, 46 vs 48 s ("Issue 12: flips" in docs/benchmarks.md). image_size=96 epochs=30 (the grid
+# 0.793, 44 vs 45 s (docs/benchmarks.md, "Issue 12 (2026-12-04)"). image_size=96 epochs=30 (the grid
 # read at 1.5x the images, so small shapes come out at the size the classifier learned shapes
-# at) reaches yes/no 0.92 in ~80 s: ~30 s more than the demo's 5 minutes have.
+# at) reaches yes/no 0.92 in ~85 s: ~40 s more than the demo's 5 minutes have.
 VQA_RECIPE: dict[str, Any] = {
     "model": "cnn",
     "image_size": 64,
