@@ -36,6 +36,12 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return (seed * 1_000_003 + epoch * 100_003 + index) % (2**63)
 
 
+def drawn_view(seed: int, epoch: int, index: int, views: int) -> int:
+    """Which of a sample's ``views`` (0: the image, 1: it flipped) training reads this epoch: the
+    cached-feature dataset's draw, and the text batches' flips of images, are this one draw."""
+    return int(np.random.default_rng(sample_seed(seed, epoch, index)).integers(views))
+
+
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

@@ -166,21 +166,16 @@ class WrappedBatches:
 
     def flip_images(self, batch: dict[str, Any]) -> list[bool]:
         """Which image rows of the collated ``batch`` are mirrored; flips them (images only)."""
-        import numpy as np
         import torch
 
-        from viewfinder.data.dataset import sample_seed
+        from viewfinder.data.dataset import drawn_view
 
         if "features" in batch:  # the feature dataset drew each view (1: the flipped one)
-            view = batch.get("view")
-            return [bool(v) for v in view.tolist()] if view is not None else [False] * len(
-                batch["features"])  # fmt: skip
+            return [bool(v) for v in batch["view"].tolist()]
         index = batch["index"].tolist()
         if not self.mirror:
             return [False] * len(index)
-        # the same draw as the feature dataset's view: frozen and end-to-end flip alike
-        flips = [bool(np.random.default_rng(sample_seed(self.seed, self.epoch, i)).integers(2))
-                 for i in index]  # fmt: skip
+        flips = [bool(drawn_view(self.seed, self.epoch, i, 2)) for i in index]
         if any(flips):
             rows = torch.tensor(flips)[:, None, None, None]
             batch["image"] = torch.where(rows, batch["image"].flip(-1), batch["image"])

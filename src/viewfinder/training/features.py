@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from viewfinder.data.cache import file_key, load_features, save_features
-from viewfinder.data.dataset import EpochAware, ImageDataset, collate_skipping, sample_seed
+from viewfinder.data.dataset import EpochAware, ImageDataset, collate_skipping, drawn_view
 from viewfinder.models.frozen import frozen_parts
 from viewfinder.progress import track
 from viewfinder.training.precision import Numerics, autocast
@@ -143,8 +143,7 @@ class FeatureDataset(EpochAware, Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         views, pick = self.features[index], 0
         if self.train and len(views) > 1:
-            rng = np.random.default_rng(sample_seed(self.seed, self.epoch, index))
-            pick = int(rng.integers(len(views)))
+            pick = drawn_view(self.seed, self.epoch, index, len(views))
             views = views[pick : pick + 1]
         target = self.targets[index] if self.targets is not None else self.missing_target
         return {"features": torch.from_numpy(np.array(views)), "target": target, "index": index,
