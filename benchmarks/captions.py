@@ -18,10 +18,13 @@ seed=0``), ``min_count=2``, batch 32, beam search (width 3) for validation, and 
 Speed: a plain PyTorch ResNet-18 + LSTM loop written as the study wrote it (fp32, per-image PIL
 transforms in ``Dataset.__getitem__``, ``DataLoader(num_workers=0)``) against row 2's steady
 training images/s (its ``metrics.jsonl``, epochs after the first, when the image cache is warm);
-and greedy against beam-search captioning images/s of the trained rows 2 and 4 over the
-validation images (backbone + decoder, from decoded images). Before each timed measurement the
-script waits (up to ``--max-wait`` s) for a 1-minute load average below ``--quiet-load``, and
-records the load it started at. Needs the bench extra (``pip install -e .[bench]``) and Java 17.
+the same ratio for the bare backbone (forward + backward on a synthetic batch, bf16 +
+channels_last vs fp32 NCHW, interleaved: what the hardware gives this network, the ceiling of
+the pipeline ratio); and greedy against beam-search captioning images/s of the trained rows 2
+and 4 over the validation images (backbone + decoder, from decoded images). Before each timed
+measurement the script waits (up to ``--max-wait`` s) for a 1-minute load average below
+``--quiet-load``, and records the load it started at. Needs the bench extra
+(``pip install -e .[bench]``) and Java 17.
 """
 
 from __future__ import annotations
@@ -228,6 +231,43 @@ def plain_caption_train(
     return {"baseline": "plain_fp32_pil", **info, **timing}
 
 
+def bare_backbone_ratio(backbone: str, size: int, batch_size: int, rounds: int = 8) -> dict:
+    """The hardware's own ratio for this network: forward + backward of the bare backbone on one
+    synthetic batch, bf16 autocast + channels_last (what viewfinder's probe picked) against fp32
+    NCHW (the plain loop's), interleaved round by round, medians. No data, no decoder, no
+    optimizer: no pipeline of the same model and precision can beat this ratio by much."""
+    import statistics
+
+    import timm
+    import torch
+
+    torch.manual_seed(0)
+    steps = {}
+    for name, bf16, layout in (("fp32", False, torch.contiguous_format),
+                               ("bf16", True, torch.channels_last)):  # fmt: skip
+        model = timm.create_model(backbone, pretrained=False, num_classes=0).train()
+        model = model.to(memory_format=layout)
+        images = torch.randn(batch_size, 3, size, size).contiguous(memory_format=layout)
+
+        def step(model: Any = model, images: Any = images, bf16: bool = bf16) -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(images).float().sum()
+            out.backward()
+
+        step(), step()  # oneDNN picks its kernels on the first calls
+        steps[name] = (step, [])
+    for _ in range(rounds):
+        for step, times in steps.values():
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+    speed = {name: batch_size / statistics.median(t) for name, (_, t) in steps.items()}
+    return {"backbone": backbone, "size": size, "batch_size": batch_size, "rounds": rounds,
+            "fp32_nchw_images_per_second": speed["fp32"],
+            "bf16_channels_last_images_per_second": speed["bf16"],
+            "ratio": speed["bf16"] / speed["fp32"]}  # fmt: skip
+
+
 # --- decoding speed -----------------------------------------------------------------------------
 def decode_speed(run_path: Path, repeats: int = 3) -> dict[str, Any]:
     """Captioning images/s of a trained run over its validation images (decoded and resized
@@ -297,7 +337,9 @@ def score_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def speed_table(rows: dict[str, dict[str, Any]], plain: dict, decoding: list[dict]) -> str:
+def speed_table(
+    rows: dict[str, dict[str, Any]], plain: dict, decoding: list[dict], bare: dict | None = None
+) -> str:
     lines = ["| comparison | viewfinder | other | ratio | target |", "|---|---|---|---|---|"]
     e2e = rows[LITE0_E2E]["s_per_epoch"] if LITE0_E2E in rows else None
     for name in (FROZEN_TF, FROZEN_ATT):
@@ -311,6 +353,12 @@ def speed_table(rows: dict[str, dict[str, Any]], plain: dict, decoding: list[dic
         lines.append(f"| training img/s: resnet18+LSTM 128 px, viewfinder ({precision}, "
                      f"cache) vs plain fp32 PIL loop | {v:.1f} | {p:.1f} | {v / p:.2f}x "
                      "| >= 2x |")  # fmt: skip
+    if bare:
+        fast, slow = (bare["bf16_channels_last_images_per_second"],
+                      bare["fp32_nchw_images_per_second"])  # fmt: skip
+        lines.append(f"| bare resnet18 forward + backward, 128 px, batch 32, no data (the ceiling "
+                     f"of the row above): bf16 + channels_last vs fp32 NCHW | {fast:.1f} | "
+                     f"{slow:.1f} | {bare['ratio']:.2f}x | - |")  # fmt: skip
     for d in decoding:
         g, b = d["greedy"]["images_per_second"], d["beam"]["images_per_second"]
         lines.append(f"| captioning img/s, greedy vs beam 3: {d['recipe']} | {b:.1f} (beam) | "
@@ -368,6 +416,9 @@ def main() -> None:
                                 batch_size=32, steps=args.plain_steps)  # fmt: skip
     plain["load_before"] = load
     print(json.dumps(plain), flush=True)
+    load = wait()
+    bare = {**bare_backbone_ratio("resnet18", 128, 32), "load_before": load}
+    print(json.dumps(bare), flush=True)
     decoding = []
     for name in (E2E, FROZEN_TF):
         if name in rows:
@@ -375,10 +426,10 @@ def main() -> None:
             decoding.append({"recipe": name, "load_before": load,
                              **decode_speed(Path(rows[name]["run"]))})  # fmt: skip
             print(json.dumps(decoding[-1]), flush=True)
-    results.update(rows=rows, floor=floor, plain=plain, decoding=decoding)
+    results.update(rows=rows, floor=floor, plain=plain, bare=bare, decoding=decoding)
     (args.out / "captions.json").write_text(json.dumps(results, indent=1))
     scored = [floor] + [r for n, r in rows.items() if n != LITE0_E2E]
-    print("\n" + score_table(scored) + "\n\n" + speed_table(rows, plain, decoding))
+    print("\n" + score_table(scored) + "\n\n" + speed_table(rows, plain, decoding, bare))
 
 
 if __name__ == "__main__":
