@@ -254,7 +254,8 @@ def bare_backbone_ratio(backbone: str, size: int, batch_size: int, rounds: int =
                 out = model(images).float().sum()
             out.backward()
 
-        step(), step()  # oneDNN picks its kernels on the first calls
+        for _ in range(2):  # oneDNN picks its kernels on the first calls
+            step()
         steps[name] = (step, [])
     for _ in range(rounds):
         for step, times in steps.values():
@@ -356,9 +357,10 @@ def speed_table(
     if bare:
         fast, slow = (bare["bf16_channels_last_images_per_second"],
                       bare["fp32_nchw_images_per_second"])  # fmt: skip
-        lines.append(f"| bare resnet18 forward + backward, 128 px, batch 32, no data (the ceiling "
-                     f"of the row above): bf16 + channels_last vs fp32 NCHW | {fast:.1f} | "
-                     f"{slow:.1f} | {bare['ratio']:.2f}x | - |")  # fmt: skip
+        lines.append(f"| bare {bare['backbone']} forward + backward, {bare['size']} px, batch "
+                     f"{bare['batch_size']}, no data (the ceiling of the row above): bf16 + "
+                     f"channels_last vs fp32 NCHW | {fast:.1f} | {slow:.1f} | "
+                     f"{bare['ratio']:.2f}x | - |")  # fmt: skip
     for d in decoding:
         g, b = d["greedy"]["images_per_second"], d["beam"]["images_per_second"]
         lines.append(f"| captioning img/s, greedy vs beam 3: {d['recipe']} | {b:.1f} (beam) | "

@@ -46,8 +46,9 @@ RECIPES: dict[str, dict[str, Any]] = {
                                                      "loss": "mse+plcc", "warmup_epochs": 1},
 }  # fmt: skip
 # The demo's quality part itself (``iqa+caption``, viewfinder.demo.QUALITY_RECIPE) and the cheap
-# changes tried to lift its test SRCC clear of 0.9 (docs/benchmarks.md, "The demo after this
-# change, and its quality part's SRCC over seeds"); run with --seeds 0 1 2.
+# changes tried to lift its test SRCC clear of 0.9 (docs/benchmarks.md, "Issue 11 (2026-12-04,
+# second session)" and "The demo after this change, and its quality part's SRCC over seeds");
+# run with --seeds 0 1 2.
 DEMO = "iqa+caption demo recipe (16 epochs, lr 1e-3, batch 32)"
 CAPTIONED: dict[str, dict[str, Any]] = {
     DEMO: {},
@@ -89,12 +90,12 @@ def run_one(data: Path, out: Path, name: str, keys: dict[str, Any], seed: int) -
     trained = time.perf_counter() - start
     test = run.evaluate(split="test", tta="none")
     total = time.perf_counter() - start
-    flipped = run.evaluate(split="test")  # the recipe's own TTA (data.tta): views' MOS averaged
+    with_tta = run.evaluate(split="test")  # the recipe's own TTA (data.tta): views' MOS averaged
     summary = run.summary
     return {
         "recipe": name, "seed": seed, "keys": settings, "run": str(run.path),
         "val_srcc": summary["metrics"]["srcc"], "val_plcc": summary["metrics"]["plcc"],
-        "test_srcc": test["srcc"], "test_plcc": test["plcc"], "test_srcc_tta": flipped["srcc"],
+        "test_srcc": test["srcc"], "test_plcc": test["plcc"], "test_srcc_tta": with_tta["srcc"],
         "best_epoch": summary["best_epoch"], "s_per_epoch": summary["time_per_epoch"],
         "min_s_per_epoch": min(m["epoch_time"] + m.get("eval_time", 0.0) for m in run.metrics),
         "train_s": round(trained, 1), "total_s": round(total, 1),
@@ -116,8 +117,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['recipe']} | {r['seed']} | {r['val_srcc']:.3f} | {r['test_srcc']:.3f} | "
             f"{r['test_srcc_tta']:.3f} | {r['best_epoch']} | {r['s_per_epoch']:.1f} | "
-            f"{r['min_s_per_epoch']:.1f} | "
-            f"{r['total_s']:.0f} |"
+            f"{r['min_s_per_epoch']:.1f} | {r['total_s']:.0f} |"
         )
     by_recipe: dict[str, list[dict]] = {}
     for r in rows:

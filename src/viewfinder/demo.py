@@ -46,15 +46,15 @@ DEMO_RECIPE: dict[str, Any] = {
 }
 
 
-# The quality part: measured in docs/benchmarks.md ("Demo quality recipe"; "Issue 11: flips both
-# ways"). At the images' native 64 px (stored without a crop margin: a second resize blurs the
-# noise and blocking the MOS is about) a plain cnn with a mean+std pooled MOS head and mse+plcc
-# (plain mse predicts the mean for many epochs). The demo's distorted shapes have no up or down
-# and their comments name no side, so flips both ways keep every label, in training and at test
-# (tta: the MOS of the image and its two mirrors averaged): test SRCC 0.901-0.916 over 3 seeds,
-# against 0.882-0.897 with left-right flips and no TTA, at the same cost per epoch. Photos have an
-# up (sky, faces): on yours keep vflip off. 16 epochs keep the whole demo near its 5 min; greedy
-# decoding keeps validation cheap.
+# The quality part: measured in docs/benchmarks.md ("Demo quality recipe"; "Issue 11 (2026-12-04,
+# second session)"). At the images' native 64 px (stored without a crop margin: a second resize
+# blurs the noise and blocking the MOS is about) a plain cnn with a mean+std pooled MOS head and
+# mse+plcc (plain mse predicts the mean for many epochs). The demo's distorted shapes have no up
+# or down and their comments name no side, so flips both ways keep every label, in training and at
+# test (tta: the MOS of the image and its two mirrors averaged): test SRCC 0.901-0.916 over 3
+# seeds, against 0.881-0.897 with left-right flips and no TTA, at the same cost per epoch. Photos
+# have an up (sky, faces): on yours keep vflip off. 16 epochs keep the whole demo near its 5 min;
+# greedy decoding keeps validation cheap.
 QUALITY_RECIPE: dict[str, Any] = {
     "model": "cnn",
     "image_size": 64,
@@ -219,9 +219,11 @@ def run_quality_demo(
     submission = api.predict(run, out=root / "quality_submission.csv")
     key = "caption_score" if test.get("caption_score") is not None else "cider_d"
     ratio = test[key] / floor[key] if floor[key] else float("inf")
+    tta = run.config.data.tta  # what api.evaluate averaged over
+    views = f"; MOS averaged over the test-time views {tta}" if tta != "none" else ""
     console.print(
         f"test MOS score {test['mos_score']:.3f} (SRCC {test['srcc']:.3f}, PLCC "
-        f"{test['plcc']:.3f}; each image and its mirrors averaged); "
+        f"{test['plcc']:.3f}{views}); "
         f"{key.replace('_', ' ')} {test[key]:.3f}, {ratio:.1f}x the best "
         f'single caption\'s {floor[key]:.3f} ("{best}"); {run.path / "eval" / "test"}'
     )
