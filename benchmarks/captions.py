@@ -17,7 +17,9 @@ seed=0``), ``min_count=2``, batch 32, beam search (width 3) for validation, and 
 6. (speed only) Lite0 end to end at 224 px for a few epochs: its s/epoch against rows 4 and 5.
 Speed: a plain PyTorch ResNet-18 + LSTM loop written as the study wrote it (fp32, per-image PIL
 transforms in ``Dataset.__getitem__``, ``DataLoader(num_workers=0)``) against row 2's steady
-training images/s (its ``metrics.jsonl``, epochs after the first, when the image cache is warm);
+training images/s (epochs after the first, when the image cache is warm), interleaved: after
+each of row 2's epochs (outside its timer) ``--plain-steps`` steps of the plain loop, so the two
+are timed seconds apart and the machine's drift hits both alike;
 the same ratio for the bare backbone (forward + backward on a synthetic batch, bf16 +
 channels_last vs fp32 NCHW, interleaved: what the hardware gives this network, the ceiling of
 the pipeline ratio); and greedy against beam-search captioning images/s of the trained rows 2
@@ -89,13 +91,17 @@ def steady_speed(records: list[dict[str, Any]]) -> tuple[float, float]:
     return statistics.median(r["epoch_time"] for r in later), images / seconds
 
 
-def measure(name: str, keys: dict[str, Any], common: dict[str, Any], wait: Any) -> dict[str, Any]:
+def measure(
+    name: str, keys: dict[str, Any], common: dict[str, Any], wait: Any, callbacks: Any = None
+) -> dict[str, Any]:
     import viewfinder
 
     load = wait()
     start = time.perf_counter()
-    run = viewfinder.train("caption", progress=False, name=_slug(name), **common, **keys)
-    total = time.perf_counter() - start
+    run = viewfinder.train(
+        "caption", progress=False, name=_slug(name), callbacks=callbacks, **common, **keys
+    )
+    total = time.perf_counter() - start - sum(c.spent for c in callbacks or [])
     scores = run.evaluate(split="val")  # the best checkpoint, scored again (Java, beam 3)
     s = run.summary
     s_epoch, speed = steady_speed(run.metrics)
@@ -144,6 +150,7 @@ class PlainCaptionSet:
         from torchvision import transforms
 
         self.records, self.vocab, self.max_length = records, vocab, max_length
+        self.rng = random.Random(0)  # its own stream: the viewfinder run beside it keeps its own
         self.transform = transforms.Compose([
             transforms.Resize((size, size)), transforms.RandomHorizontalFlip(),
             transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
@@ -159,7 +166,7 @@ class PlainCaptionSet:
         record = self.records[index]
         with Image.open(record.path) as image:
             pixels = self.transform(image.convert("RGB"))
-        caption = random.choice(record.comments)
+        caption = self.rng.choice(record.comments)
         return pixels, torch.tensor(self.vocab.encode(caption, self.max_length).ids)
 
 
@@ -189,46 +196,111 @@ def plain_show_and_tell(backbone: str, vocab_size: int, dim: int = 256) -> Any:
     return ShowAndTell()
 
 
-def plain_caption_train(
-    run_dir: Path, *, backbone: str, size: int, batch_size: int, steps: int, warmup_steps: int = 2
-) -> dict[str, Any]:
-    """Images/s of the plain loop on the training split and vocabulary of a viewfinder run."""
-    import torch
-    import torch.nn.functional as F
-    from baselines import _forever, _run_info, _timed_steps, seed_everything
-    from torch.nn.utils.rnn import pad_sequence
+class PlainLoop:
+    """The plain loop on the training split and vocabulary of a viewfinder run, built once;
+    ``steps(n)`` times ``n`` more steps, batch fetching included. Its randomness (weights,
+    shuffling, flips, captions) is its own (``fork_rng``, a generator, a ``random.Random``), so
+    running it between a viewfinder run's epochs leaves that run's random streams as they were."""
 
-    from viewfinder.data.quality import read_quality_split
-    from viewfinder.data.text import Vocabulary
+    def __init__(
+        self, run_dir: Path, *, backbone: str, size: int, batch_size: int, warmup_steps: int = 2
+    ) -> None:
+        import torch
+        import torch.nn.functional as F
+        from baselines import _forever, _run_info
+        from torch.nn.utils.rnn import pad_sequence
 
-    seed_everything(0)
-    vocab = Vocabulary.load(run_dir / "vocab.json")
-    records = read_quality_split(run_dir / "split.csv")["train"]
+        from viewfinder.data.quality import read_quality_split
+        from viewfinder.data.text import Vocabulary
 
-    def collate(items: list) -> tuple[torch.Tensor, torch.Tensor]:
-        images, tokens = zip(*items, strict=True)
-        return torch.stack(images), pad_sequence(tokens, batch_first=True, padding_value=vocab.pad)
+        vocab = Vocabulary.load(run_dir / "vocab.json")
+        records = read_quality_split(run_dir / "split.csv")["train"]
 
-    dataset = PlainCaptionSet(records, vocab, size, max_length=24)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0,
-        collate_fn=collate,
-    )  # fmt: skip
-    model = plain_show_and_tell(backbone, len(vocab)).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+        def collate(items: list) -> tuple[torch.Tensor, torch.Tensor]:
+            images, tokens = zip(*items, strict=True)
+            padded = pad_sequence(tokens, batch_first=True, padding_value=vocab.pad)
+            return torch.stack(images), padded
 
-    def step(images: torch.Tensor, tokens: torch.Tensor) -> float:
-        logits = model(images, tokens[:, :-1])
-        loss = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], ignore_index=vocab.pad)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return float(loss.detach())
+        loader = torch.utils.data.DataLoader(
+            PlainCaptionSet(records, vocab, size, max_length=24), batch_size=batch_size,
+            shuffle=True, drop_last=True, num_workers=0, collate_fn=collate,
+            generator=torch.Generator().manual_seed(0),
+        )  # fmt: skip
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = plain_show_and_tell(backbone, len(vocab)).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
 
-    info = _run_info(backbone, size, batch_size, 0)
-    timing = _timed_steps(_forever(loader), step, steps=steps, warmup_steps=warmup_steps)
-    timing.pop("step_seconds")
-    return {"baseline": "plain_fp32_pil", **info, **timing}
+        def step(images: torch.Tensor, tokens: torch.Tensor) -> float:
+            logits = model(images, tokens[:, :-1])
+            loss = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], ignore_index=vocab.pad)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())
+
+        self.info = {"baseline": "plain_fp32_pil", **_run_info(backbone, size, batch_size, 0)}
+        self.info.pop("load_average_before")  # taken mid-run, it would count viewfinder's own load
+        self.batch_size, self.step, self.batches = batch_size, step, _forever(loader)
+        self.steps(warmup_steps)  # oneDNN picks its kernels on the first calls
+
+    def steps(self, n: int) -> list[float]:
+        import torch
+
+        seconds = []
+        with torch.random.fork_rng():
+            for _ in range(n):
+                start = time.perf_counter()
+                self.step(*next(self.batches))
+                seconds.append(time.perf_counter() - start)
+        return seconds
+
+
+def interleaved_plain_loop(output_dir: Path, steps: int) -> Any:
+    """A callback for the end-to-end row: after each of its epochs (outside the epoch's timer),
+    ``steps`` steps of the plain loop. Both sides are timed seconds apart, so the machine's drift
+    hits them alike; separate measurements minutes apart read 1.38-2.17x for the same code."""
+    from viewfinder.training.callbacks import Callback
+
+    class Interleaved(Callback):
+        def __init__(self) -> None:
+            self.run_dir, self.plain, self.pairs, self.spent = None, None, [], 0.0
+
+        def on_train_start(self, info: dict[str, Any]) -> None:
+            self.run_dir = output_dir / "caption" / info["name"]
+
+        def on_epoch_end(self, record: dict[str, Any]) -> None:
+            start = time.perf_counter()
+            if self.plain is None:
+                self.plain = PlainLoop(self.run_dir, backbone="resnet18", size=128, batch_size=32)
+            seconds = self.plain.steps(steps)
+            self.pairs.append({
+                "epoch": record["epoch"], "viewfinder_seconds": record["epoch_time"],
+                "viewfinder_images": record["images_per_second"] * record["epoch_time"],
+                "plain_seconds": sum(seconds), "plain_images": self.plain.batch_size * steps,
+            })  # fmt: skip
+            self.spent += time.perf_counter() - start
+
+    return Interleaved()
+
+
+def interleaved_ratio(pairs: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
+    """Both sides' images/s over the epochs after the first (which also fills viewfinder's
+    image cache), and the ratio of each epoch with the plain steps right after it."""
+    import statistics
+
+    later = pairs[1:] or pairs
+    fast = sum(p["viewfinder_images"] for p in later) / sum(p["viewfinder_seconds"] for p in later)
+    slow = sum(p["plain_images"] for p in later) / sum(p["plain_seconds"] for p in later)
+    ratios = [p["viewfinder_images"] * p["plain_seconds"]
+              / (p["viewfinder_seconds"] * p["plain_images"]) for p in later]  # fmt: skip
+    steps = sum(p["plain_images"] for p in later) // info["batch_size"]
+    return {
+        **info, "epochs": len(later), "steps": steps,
+        "viewfinder_images_per_second": fast, "images_per_second": slow, "ratio": fast / slow,
+        "epoch_ratio_median": statistics.median(ratios), "epoch_ratio_min": min(ratios),
+        "epoch_ratio_max": max(ratios), "pairs": pairs,
+    }  # fmt: skip
 
 
 def bare_backbone_ratio(backbone: str, size: int, batch_size: int, rounds: int = 8) -> dict:
@@ -349,11 +421,13 @@ def speed_table(
             lines.append(f"| s/epoch: {name} vs Lite0 end to end (224 px) | {f:.3f} s | "
                          f"{e2e:.2f} s | {e2e / f:.0f}x faster | >= 10x |")  # fmt: skip
     if plain and E2E in rows:
-        v, p = rows[E2E]["images_per_second"], plain["images_per_second"]
+        v, p = plain["viewfinder_images_per_second"], plain["images_per_second"]
         precision = rows[E2E]["precision"]
         lines.append(f"| training img/s: resnet18+LSTM 128 px, viewfinder ({precision}, "
-                     f"cache) vs plain fp32 PIL loop | {v:.1f} | {p:.1f} | {v / p:.2f}x "
-                     "| >= 2x |")  # fmt: skip
+                     f"cache) vs plain fp32 PIL loop, interleaved ({plain['epochs']} epochs, "
+                     f"{plain['steps']} plain steps; per epoch {plain['epoch_ratio_min']:.2f}-"
+                     f"{plain['epoch_ratio_max']:.2f}x, median {plain['epoch_ratio_median']:.2f}x)"
+                     f" | {v:.1f} | {p:.1f} | {v / p:.2f}x | >= 2x |")  # fmt: skip
     if bare:
         fast, slow = (bare["bf16_channels_last_images_per_second"],
                       bare["fp32_nchw_images_per_second"])  # fmt: skip
@@ -385,7 +459,12 @@ def main() -> None:
     parser.add_argument("--head-epochs", type=int, default=30, help="frozen rows (4, 5)")
     parser.add_argument("--speed-epochs", type=int, default=2, help="row 6 (Lite0 end to end)")
     parser.add_argument("--eval-every", type=int, default=2, help="validate every N epochs")
-    parser.add_argument("--plain-steps", type=int, default=10)
+    parser.add_argument(
+        "--plain-steps",
+        type=int,
+        default=3,
+        help="plain-loop steps after each epoch of the end-to-end row",
+    )
     parser.add_argument("--quiet-load", type=float, default=1.5)
     parser.add_argument("--max-wait", type=float, default=600.0)
     parser.add_argument("--skip", action="append", default=[], help="skip recipes naming this")
@@ -405,18 +484,16 @@ def main() -> None:
     paths = {"data": str(args.data), "out": str(args.out)}
     results: dict[str, Any] = {"machine": facts, "args": vars(args) | paths}
     rows: dict[str, dict[str, Any]] = {}
+    interleaved = interleaved_plain_loop(args.out, args.plain_steps)
     for name, keys in recipes(args.epochs, args.head_epochs, args.speed_epochs).items():
         if name != E2E and any(word in name for word in args.skip):
             continue
-        rows[name] = measure(name, keys, common, wait)
+        rows[name] = measure(name, keys, common, wait, [interleaved] if name == E2E else None)
         print(json.dumps(rows[name]), flush=True)
         (args.out / "captions.json").write_text(json.dumps({**results, "rows": rows}, indent=1))
     floor = floor_row(Path(rows[E2E]["run"]) / "split.csv")
     print(json.dumps(floor), flush=True)
-    load = wait()
-    plain = plain_caption_train(Path(rows[E2E]["run"]), backbone="resnet18", size=128,
-                                batch_size=32, steps=args.plain_steps)  # fmt: skip
-    plain["load_before"] = load
+    plain = interleaved_ratio(interleaved.pairs, interleaved.plain.info)
     print(json.dumps(plain), flush=True)
     load = wait()
     bare = {**bare_backbone_ratio("resnet18", 128, 32), "load_before": load}

@@ -58,3 +58,32 @@ def test_separate_runs_joined_at_predict(demo_data, runs_dir, tmp_path):
     assert all(r["mos"] and r["comments"] for r in rows)
     with pytest.raises(UserError, match="needs an output file"):
         viewfinder.predict([mos_run, caption_run])
+
+
+def test_tta_decodes_captions_for_the_image_as_it_is_only(demo_data, runs_dir, monkeypatch):
+    """Under TTA the MOS is averaged over views, the caption is the unflipped image's: the other
+    views get ``tta_view`` > 0 and skip beam/greedy decoding (teacher-forced logits only)."""
+    from viewfinder.tasks.quality_caption import QualityCaptionTask
+    from viewfinder.training.inference import run_inference
+
+    run = viewfinder.train(
+        "iqa+caption", data=str(demo_data.iqa), model="cnn", output_dir=str(runs_dir),
+        min_count=1, decoding="greedy", scorer="python", progress=False, **FAST,
+    )  # fmt: skip
+    _, _, _, plain = run_inference(run.path, run.config, split="val", rows=True, tta="none")
+
+    seen = []
+    step = QualityCaptionTask.step
+
+    def spy(self, model, batch):
+        out = step(self, model, batch)
+        decoded = not out["outputs"]["caption"].is_floating_point()  # ids, not logits
+        seen.append((batch.get("tta_view"), decoded))
+        return out
+
+    monkeypatch.setattr(QualityCaptionTask, "step", spy)
+    _, _, _, rows = run_inference(run.path, run.config, split="val", rows=True, tta="hflip+vflip")
+    assert seen and seen[:3] == [(0, True), (1, False), (2, False)]
+    assert {view for view, decoded in seen if decoded} == {0}
+    assert [r["comments"] for r in rows] == [r["comments"] for r in plain]
+    assert [r["mos"] for r in rows] != [r["mos"] for r in plain]  # the MOS did see the flips

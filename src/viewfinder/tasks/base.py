@@ -122,7 +122,9 @@ class Task(ABC):
 
     @abstractmethod
     def step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Forward one batch: ``{"loss": scalar, "outputs": tensor}``."""
+        """Forward one batch: ``{"loss": scalar, "outputs": tensor}``. Under test-time
+        augmentation the batch also carries ``tta_view``, the view's position (0: the image as it
+        is), so a task can skip work that ``combine_views`` drops for the other views."""
 
     def combine_views(
         self, outputs: list[torch.Tensor], batch: dict[str, Any]

@@ -71,7 +71,8 @@ class QualityCaptionTask(CaptionedImages, QualityTask):
         frozen = "features" in batch
         x = batch["features"][:, 0] if frozen else batch["image"]
         tokens = batch["tokens"]
-        settings = None if model.training else self.text.settings
+        # captions are decoded for the image as it is only: combine_views keeps that view's
+        settings = None if model.training or batch.get("tta_view", 0) else self.text.settings
         out = model(x, tokens[:, :-1], from_features=frozen, settings=settings)
         mos_loss, mos = self.mos_loss(out["mos"], batch["target"], training=model.training)
         caption_loss = self.text.loss(out["logits"], tokens, training=model.training)

@@ -139,9 +139,10 @@ def forward_views(
         return prepare_batch(view, numerics.channels_last)["image"]
 
     outputs = []
-    for images in tta_images(batch["image"], transform, views):
+    for position, images in enumerate(tta_images(batch["image"], transform, views)):
+        view = {**batch, "image": images, "tta_view": position}  # 0: the image as it is
         with autocast(device, numerics):
-            outputs.append(task.step(model, {**batch, "image": images})["outputs"])
+            outputs.append(task.step(model, view)["outputs"])
     return task.combine_views(outputs, batch)
 
 
