@@ -62,15 +62,17 @@ class RNNDecoder(nn.Module):
         pooled = memory.mean(dim=1)
         batch, dim = pooled.shape
         state = {"memory": memory, "h": torch.tanh(self.init_h(pooled)).view(batch, -1, dim)}
+        if self.attention:  # the grid's side of the attention, once per caption, not per word
+            state["keys"] = self.att_memory(memory)
         if self.init_c is not None:
             state["c"] = torch.tanh(self.init_c(pooled)).view(batch, -1, dim)
         return state
 
-    def _context(self, memory: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    def _context(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
         """Additive (Bahdanau) attention of the top hidden state over the grid: (B, D)."""
-        energy = torch.tanh(self.att_memory(memory) + self.att_hidden(hidden)[:, None])
+        energy = torch.tanh(state["keys"] + self.att_hidden(state["h"][:, -1])[:, None])
         weights = self.att_score(energy).softmax(dim=1)  # (B, N, 1)
-        return (weights * memory).sum(dim=1)
+        return (weights * state["memory"]).sum(dim=1)
 
     def _run(
         self, inputs: torch.Tensor, state: dict[str, torch.Tensor]
@@ -90,7 +92,7 @@ class RNNDecoder(nn.Module):
         if not self.attention:
             out, state = self._run(words[:, None], state)
             return self.out(self.drop(out[:, 0])), state
-        context = self._context(state["memory"], state["h"][:, -1])
+        context = self._context(state)
         out, state = self._run(torch.cat([words, context], dim=-1)[:, None], state)
         return self.out(self.drop(torch.cat([out[:, 0], context], dim=-1))), state
 
@@ -99,11 +101,14 @@ class RNNDecoder(nn.Module):
         if not self.attention:  # the whole caption in one cuDNN/oneDNN call
             out, _ = self._run(self.drop(self.embed(tokens)), state)
             return self.out(self.drop(out))
-        steps = []
+        # attention needs the previous hidden state, so the RNN runs word by word; the embedding
+        # and the output layer run once over the whole caption (the same sums, fewer, larger ops)
+        words, steps = self.drop(self.embed(tokens)), []
         for t in range(tokens.shape[1]):
-            logits, state = self._one_step(state, tokens[:, t])
-            steps.append(logits)
-        return torch.stack(steps, dim=1)
+            context = self._context(state)
+            out, state = self._run(torch.cat([words[:, t], context], dim=-1)[:, None], state)
+            steps.append(torch.cat([out[:, 0], context], dim=-1))
+        return self.out(self.drop(torch.stack(steps, dim=1)))
 
     def step(
         self, state: dict[str, torch.Tensor], prefix: torch.Tensor
