@@ -160,12 +160,17 @@ def evaluate(
     console.print(f"written to {out_dir}")
 
 
+def _clamped(name: str, value: float) -> str:
+    """A correlation as the MOS score counts it: a negative one counts as 0, and says so."""
+    return f"{name} {value:.4f}" if value >= 0 else f"max(0, {name} {value:.4f})"
+
+
 def _challenge_scores(results: dict) -> str:
     """The camera-quality challenge's two scores in words, when the task has them."""
     parts = []
     if isinstance(results.get("mos_score"), float):
-        parts.append(f"MOS score {results['mos_score']:.4f} = (PLCC {results['plcc']:.4f} + "
-                     f"SRCC {results['srcc']:.4f}) / 2")  # fmt: skip
+        plcc, srcc = (_clamped(name, results[name.lower()]) for name in ("PLCC", "SRCC"))
+        parts.append(f"MOS score {results['mos_score']:.4f} = ({plcc} + {srcc}) / 2")
     if "caption_score" in results:
         score = results["caption_score"]
         parts.append(f"caption score {score:.4f} = 4 CIDEr-D + 3 METEOR + (BLEU-4 + BLEU-3) "

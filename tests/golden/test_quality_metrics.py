@@ -40,6 +40,13 @@ def test_negative_correlations_count_as_zero() -> None:
     assert mos_score(0.6, 0.8) == pytest.approx(0.7)
 
 
+def test_evaluate_prints_a_negative_correlation_as_counted_zero() -> None:
+    from viewfinder.cli import _challenge_scores
+
+    line = _challenge_scores({"mos_score": mos_score(-0.3, 0.5), "plcc": -0.3, "srcc": 0.5})
+    assert "MOS score 0.2500 = (max(0, PLCC -0.3000) + SRCC 0.5000) / 2" in line
+
+
 def test_undefined_correlations_score_zero() -> None:
     assert _scores([3, 3, 3], [1, 2, 3])["mos_score"] == 0.0  # a constant prediction
     one = _scores([3], [4])

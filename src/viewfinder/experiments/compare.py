@@ -105,7 +105,7 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> Comparison:
             if key not in metric_keys:
                 metric_keys.append(key)
         rows.append({
-            "run": s["name"], "model": s["model"], **metrics,
+            "run": s["name"], "task": s.get("task"), "model": s["model"], **metrics,
             "train_loss": s.get("train_loss"),
             "fit": diagnose_fit(
                 s.get("train_loss"), metrics.get("loss"), s.get("data", {}).get("num_classes"),
@@ -120,7 +120,17 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> Comparison:
             "_monitor": s.get("best_value"), "_mode": s.get("monitor_mode", "max"),
             "_path": str(run_dir),
         })  # fmt: skip
-    sign = -1 if rows[0]["_mode"] == "max" else 1
-    rows.sort(key=lambda r: sign * r["_monitor"] if r["_monitor"] is not None else float("inf"))
-    columns = FIXED + [(k, k.replace("_", " ")) for k in metric_keys] + TRAILING
+    # runs of several tasks (iqa and caption beside iqa+caption) get a task column and are
+    # grouped by task, best first within each: their monitors are different scores
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    rows.sort(key=lambda r: (tasks.index(r["task"]), _rank(r)))
+    fixed = FIXED[:1] + [("task", "task")] + FIXED[1:] if len(tasks) > 1 else FIXED
+    columns = fixed + [(k, k.replace("_", " ")) for k in metric_keys] + TRAILING
     return Comparison(rows, columns)
+
+
+def _rank(row: dict[str, Any]) -> float:
+    """Best first by the run's own monitor (its mode: max or min); runs without one last."""
+    if row["_monitor"] is None:
+        return float("inf")
+    return -row["_monitor"] if row["_mode"] == "max" else row["_monitor"]

@@ -90,6 +90,31 @@ def test_runs_without_a_best_value_go_last(tmp_path: Path, mode: str) -> None:
     assert names == (["high", "low", "none"] if mode == "max" else ["low", "high", "none"])
 
 
+def test_runs_of_several_tasks_are_named_by_task_and_grouped(tmp_path: Path) -> None:
+    """iqa, caption and iqa+caption runs all called ``cnn``: the task column tells them apart,
+    and each task's runs rank by their own score (MOS score, CIDEr-D) among themselves."""
+    folders = []
+    for task, name, monitor, mode, value in [
+        ("iqa", "cnn", "mos_score", "max", 0.4), ("caption", "cnn", "cider_d", "max", 0.9),
+        ("iqa", "resnet18", "mos_score", "max", 0.7), ("caption", "gru", "cider_d", "max", 1.2),
+    ]:  # fmt: skip
+        folder = _run(tmp_path / task, name, name, value, mode=mode)
+        summary = json.loads((folder / "summary.json").read_text())
+        summary.update(task=task, monitor=monitor, metrics={monitor: value})
+        (folder / "summary.json").write_text(json.dumps(summary))
+        folders.append(folder)
+    table = compare_runs(folders)
+    assert [(r["task"], r["run"]) for r in table.rows] == [
+        ("iqa", "resnet18"), ("iqa", "cnn"), ("caption", "gru"), ("caption", "cnn"),
+    ]  # fmt: skip
+    assert table.markdown().startswith("| run | task | model |")
+    assert "| cnn | caption | cnn |" in table.markdown()
+
+
+def test_runs_of_one_task_have_no_task_column(runs: list[Path]) -> None:
+    assert all(key != "task" for key, _ in compare_runs(runs).columns)
+
+
 def test_markdown_has_header_rule_and_one_line_per_run(runs: list[Path]) -> None:
     lines = compare_runs(runs).markdown().splitlines()
     assert len(lines) == 2 + len(runs)
