@@ -57,7 +57,7 @@ def test_frozen_backbone_head(demo_data, runs_dir):
     assert math.isfinite(run.evaluate()["rmse"])
 
 
-def test_bad_mos_is_one_line_or_skipped(demo_data, tmp_path):
+def test_bad_mos_is_one_line_or_skipped(demo_data, tmp_path, capsys):
     root = tmp_path / "iqa"
     shutil.copytree(demo_data.iqa, root)
     lines = (root / "train.csv").read_text().splitlines()
@@ -67,10 +67,16 @@ def test_bad_mos_is_one_line_or_skipped(demo_data, tmp_path):
     with pytest.raises(UserError, match=r"row 2: mos='bright' is not a number") as caught:
         viewfinder.train("iqa", data=str(root), output_dir=str(tmp_path / "r"), progress=False)
     assert "\n" not in str(caught.value)
+    capsys.readouterr()
     run = viewfinder.train("iqa", data=str(root), model="cnn", on_bad_image="skip",
-                           output_dir=str(tmp_path / "r"), progress=False, **FAST)  # fmt: skip
+                           output_dir=str(tmp_path / "r"), progress=True, **FAST)  # fmt: skip
     assert run.summary["data"]["skipped_rows"] == 1
     assert len(_rows(run.path / "skipped_rows.csv")) == 1
+    # the console says so, naming the list: a user learns it before the run ends
+    printed = capsys.readouterr().out
+    words = " ".join(printed.split())
+    assert "skipped 1 data row that could not be used (on_bad_image=skip)" in words
+    assert str(run.path / "skipped_rows.csv") in "".join(printed.split())  # wrapped on a terminal
 
 
 def test_classification_keys_are_refused(demo_data, tmp_path):

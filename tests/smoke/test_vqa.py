@@ -109,6 +109,8 @@ def test_bad_input(demo_data, tmp_path):
         viewfinder.train("vqa", data=str(missing), **common)
     run = viewfinder.train("vqa", data=str(missing), on_bad_image="skip", **common)
     assert run.summary["data"]["skipped_rows"] == 1
+    (skipped,) = _rows(run.path / "skipped_rows.csv")
+    assert "row 42" in skipped["where"] and "img_99999" in skipped["reason"]
     empty = _write(tmp_path / "empty.csv", header, [*good, ["X2", rows[0]["image_id"], " ", "a"]])
     with pytest.raises(UserError, match="row 42: empty 'question'"):
         viewfinder.train("vqa", data=str(empty), **common)

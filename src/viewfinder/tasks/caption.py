@@ -271,7 +271,8 @@ class CaptionTask(CaptionedImages, ImageTask):
         facts = self.text.build(splits["train"], text_column)
         return {
             "layout": "captions", "split_sizes": {k: len(v) for k, v in splits.items()},
-            "skipped_images": len(skipped), "skipped_rows": len(source.skipped_rows),
+            "skipped_images": len(skipped),
+            "skipped_rows": self.write_skipped_rows(source.skipped_rows),
             "images_without_captions": uncaptioned + more, **facts,
         }  # fmt: skip
 

@@ -174,6 +174,15 @@ class ImageTask(Task):
                 writer.writerows(bad)
         return kept, bad
 
+    def write_skipped_rows(self, rows: list[tuple[str, str]]) -> int:
+        """``on_bad_image=skip``: the data rows left out (bad MOS, empty image path, ...) as
+        ``skipped_rows.csv`` (where, why) in the run folder; returns how many."""
+        if rows:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.run_dir / "skipped_rows.csv", "w", newline="") as f:
+                csv.writer(f).writerows([("where", "reason"), *rows])
+        return len(rows)
+
     def prepare_image_model(self, model: nn.Module, note: str) -> str:
         """Fix normalisation from the backbone; re-initialise / freeze as configured."""
         self._check_input_size(backbone_of(model))

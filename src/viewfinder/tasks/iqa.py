@@ -93,13 +93,11 @@ class QualityTask(ImageTask):
         state = {"id_column": self.id_column, "mos_range": self.mos_range,
                  "mean": self.mean, "std": self.std}  # fmt: skip
         (self.run_dir / "quality.json").write_text(json.dumps(state, indent=2))
-        if source.skipped_rows:
-            with open(self.run_dir / "skipped_rows.csv", "w", newline="") as f:
-                csv.writer(f).writerows([("where", "reason"), *source.skipped_rows])
         return {
             "layout": "quality-csv", "mos_range": list(self.mos_range),
             "split_sizes": {k: len(v) for k, v in splits.items()},
-            "skipped_images": len(skipped), "skipped_rows": len(source.skipped_rows),
+            "skipped_images": len(skipped),
+            "skipped_rows": self.write_skipped_rows(source.skipped_rows),
         }  # fmt: skip
 
     def _split(

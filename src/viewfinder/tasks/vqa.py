@@ -127,7 +127,8 @@ class VQATask(ImageTask):
             "split_sizes": {k: len(v) for k, v in splits.items()},
             "split_images": {k: len({r.image_id for r in v}) for k, v in splits.items()},
             "images_in_train_and_val": len(both), "skipped_images": len(bad),
-            "skipped_rows": len(source.skipped_rows), "duplicate_rows": source.duplicates,
+            "skipped_rows": self.write_skipped_rows(source.skipped_rows),
+            "duplicate_rows": source.duplicates,
             **facts,
         }  # fmt: skip
 

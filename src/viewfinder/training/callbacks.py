@@ -71,6 +71,13 @@ class RichProgress(Callback):
                 effect="the run goes on without them",
             )  # fmt: skip
             self.console.print(f"[yellow]{line}[/]", highlight=False)
+        if info.get("skipped_rows"):
+            rows = info["skipped_rows"]
+            self.console.print(
+                f"[yellow]skipped {rows} data row{'s' * (rows != 1)} that could not be used "
+                f"(on_bad_image=skip); the run goes on without them; list: "
+                f"{info['skipped_rows_list']}[/]", highlight=False,
+            )  # fmt: skip
         for split, report in info.get("data", {}).items():
             if report.get("folder"):
                 self.console.print(

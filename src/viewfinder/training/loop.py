@@ -233,6 +233,8 @@ class Trainer:
             "device": acc.device.type, "skipped_images": skipped,
             "images_found": skipped + sum(self.facts.get("split_sizes", {}).values()),
             "skipped_list": str(self.run_dir / "skipped_images.csv"),
+            "skipped_rows": self.facts.get("skipped_rows", 0),
+            "skipped_rows_list": str(self.run_dir / "skipped_rows.csv"),
             "data": {k: vars(v) for k, v in self.task.data_reports.items()},
         }  # fmt: skip
 
