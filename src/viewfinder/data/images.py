@@ -264,8 +264,17 @@ def scan_images(
     return good, bad
 
 
-def skipped_notice(skipped: int, total: int, listed: str | Path | None, *, effect: str) -> str:
-    """The one line train, evaluate and predict print when ``on_bad_image=skip`` left files out:
-    a user must learn it from the console, not from a submission with fewer rows."""
-    line = f"skipped {skipped} of {total} images that could not be read (on_bad_image=skip); "
+def skipped_notice(
+    skipped: int,
+    total: int | None,
+    listed: str | Path | None,
+    *,
+    effect: str,
+    what: str = "images that could not be read",
+) -> str:
+    """The one line train, evaluate and predict print when ``on_bad_image=skip`` left files (or
+    data rows: ``what``) out: a user must learn it from the console, not from a submission with
+    fewer rows."""
+    count = f"{skipped} of {total}" if total is not None else f"{skipped}"
+    line = f"skipped {count} {what} (on_bad_image=skip); "
     return line + effect + (f"; list: {listed}" if listed else "")

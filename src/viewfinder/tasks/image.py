@@ -167,21 +167,21 @@ class ImageTask(Task):
             good, bad_here = scan_images([r.path for r in records], on_bad_image=policy)
             kept[split] = [records[i] for i in good]
             bad += bad_here
-        if bad:
-            with open(self.run_dir / "skipped_images.csv", "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["path", "reason"])
-                writer.writerows(bad)
+        self._write_skipped("skipped_images.csv", ("path", "reason"), bad)
         return kept, bad
 
     def write_skipped_rows(self, rows: list[tuple[str, str]]) -> int:
         """``on_bad_image=skip``: the data rows left out (bad MOS, empty image path, ...) as
         ``skipped_rows.csv`` (where, why) in the run folder; returns how many."""
+        self._write_skipped("skipped_rows.csv", ("where", "reason"), rows)
+        return len(rows)
+
+    def _write_skipped(self, name: str, header: tuple[str, str], rows: list[Any]) -> None:
+        """What ``on_bad_image=skip`` left out, listed in the run folder (nothing when none)."""
         if rows:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.run_dir / "skipped_rows.csv", "w", newline="") as f:
-                csv.writer(f).writerows([("where", "reason"), *rows])
-        return len(rows)
+            with open(self.run_dir / name, "w", newline="") as f:
+                csv.writer(f).writerows([header, *rows])
 
     def prepare_image_model(self, model: nn.Module, note: str) -> str:
         """Fix normalisation from the backbone; re-initialise / freeze as configured."""

@@ -63,21 +63,21 @@ class RichProgress(Callback):
             f" {info['train_images']} train / {info['val_images']} val images,"
             f" {info['processes']} process(es) on {info['device']}"
         )
-        if info.get("skipped_images"):
-            from viewfinder.data.images import skipped_notice
+        from viewfinder.data.images import skipped_notice
 
-            line = skipped_notice(
-                info["skipped_images"], info["images_found"], info["skipped_list"],
-                effect="the run goes on without them",
-            )  # fmt: skip
+        effect = "the run goes on without them"
+        lines = []
+        if info.get("skipped_images"):
+            lines.append(skipped_notice(
+                info["skipped_images"], info["images_found"], info["skipped_list"], effect=effect
+            ))  # fmt: skip
+        if rows := info.get("skipped_rows"):
+            lines.append(skipped_notice(
+                rows, None, info["skipped_rows_list"], effect=effect,
+                what=f"data row{'s' * (rows != 1)} that could not be used",
+            ))  # fmt: skip
+        for line in lines:
             self.console.print(f"[yellow]{line}[/]", highlight=False)
-        if info.get("skipped_rows"):
-            rows = info["skipped_rows"]
-            self.console.print(
-                f"[yellow]skipped {rows} data row{'s' * (rows != 1)} that could not be used "
-                f"(on_bad_image=skip); the run goes on without them; list: "
-                f"{info['skipped_rows_list']}[/]", highlight=False,
-            )  # fmt: skip
         for split, report in info.get("data", {}).items():
             if report.get("folder"):
                 self.console.print(
